@@ -1,0 +1,11 @@
+"""mrcnn: Mask R-CNN instance segmentation in Keras 3, keeping Matterport's API.
+
+``from mrcnn.config import Config`` and ``from mrcnn import utils`` work as with Matterport. Importing
+this package does not import TensorFlow; the model modules do.
+"""
+
+__version__ = "0.1.0"
+
+from mrcnn.numpy_compat import patch_numpy_for_imgaug as _patch_numpy_for_imgaug
+
+_patch_numpy_for_imgaug()

@@ -1,0 +1,297 @@
+"""Mask R-CNN base configuration (Matterport's ``Config``, with validation).
+
+Subclass :class:`Config` and override what differs for your data set, exactly as with Matterport::
+
+    class ShapesConfig(Config):
+        NAME = "shapes"
+        IMAGES_PER_GPU = 8
+        NUM_CLASSES = 1 + 3          # background + 3 shapes
+        IMAGE_MIN_DIM = IMAGE_MAX_DIM = 128
+
+    config = ShapesConfig()          # derived values computed, everything validated
+    config.display()
+
+Keyword arguments override class attributes for one instance (``ShapesConfig(IMAGES_PER_GPU=1)``),
+which is handy for inference configs and tests. Invalid settings raise :class:`ConfigError` naming the
+attribute and the value received.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+LOSS_NAMES = (
+    "rpn_class_loss",
+    "rpn_bbox_loss",
+    "mrcnn_class_loss",
+    "mrcnn_bbox_loss",
+    "mrcnn_mask_loss",
+)
+RESIZE_MODES = ("square", "pad64", "crop", "none")
+BACKBONES = ("resnet50", "resnet101")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the attribute and the value."""
+
+
+class Config:
+    """Base configuration. Every default is Matterport's, with its reason beside it."""
+
+    # Name the configuration (used in log-dir and checkpoint names). Override in sub-classes.
+    NAME = None
+
+    # Number of GPUs to use. Kept for API compatibility; only 1 is supported (Keras distribution
+    # strategies replace Matterport's ParallelModel).
+    GPU_COUNT = 1
+
+    # Images per GPU. A 12 GB GPU typically holds 2 images of 1024x1024 px; adjust to memory and size.
+    IMAGES_PER_GPU = 2
+
+    # Training steps per epoch. Not tied to the data set size: validation stats are computed at the
+    # end of each epoch, so a smaller number gives more frequent checkpoints and TensorBoard points.
+    STEPS_PER_EPOCH = 1000
+
+    # Validation steps at the end of every epoch. More is more accurate but slower.
+    VALIDATION_STEPS = 50
+
+    # Backbone: "resnet50", "resnet101", or a callable ``f(input_image, stage5=True, train_bn=...)``
+    # returning the feature maps [C1, C2, C3, C4, C5]. With a callable, COMPUTE_BACKBONE_SHAPE may give
+    # the feature-map shapes; when it is None they follow from BACKBONE_STRIDES.
+    BACKBONE = "resnet101"
+    COMPUTE_BACKBONE_SHAPE = None
+
+    # The strides of each layer of the FPN pyramid (ResNet-101 backbone values).
+    BACKBONE_STRIDES = [4, 8, 16, 32, 64]
+
+    # Size of the fully-connected layers in the classification graph.
+    FPN_CLASSIF_FC_LAYERS_SIZE = 1024
+
+    # Size of the top-down layers used to build the feature pyramid.
+    TOP_DOWN_PYRAMID_SIZE = 256
+
+    # Number of classification classes, including background. Override in sub-classes.
+    NUM_CLASSES = 1
+
+    # Length of square anchor side in pixels, one per pyramid level.
+    RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)
+
+    # Ratios of anchors at each cell (width/height); 0.5 is a wide anchor, 2 a tall one.
+    RPN_ANCHOR_RATIOS = [0.5, 1, 2]
+
+    # Anchor stride: 1 creates anchors for every cell of the backbone feature map, 2 for every other.
+    RPN_ANCHOR_STRIDE = 1
+
+    # Non-max suppression threshold to filter RPN proposals. Increase during training for more proposals.
+    RPN_NMS_THRESHOLD = 0.7
+
+    # How many anchors per image to use for RPN training.
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 256
+
+    # ROIs kept after tf.nn.top_k and before non-maximum suppression.
+    PRE_NMS_LIMIT = 6000
+
+    # ROIs kept after non-maximum suppression (training and inference).
+    POST_NMS_ROIS_TRAINING = 2000
+    POST_NMS_ROIS_INFERENCE = 1000
+
+    # If enabled, resizes instance masks to a smaller size to reduce memory load.
+    # Recommended when using high-resolution images.
+    USE_MINI_MASK = True
+    MINI_MASK_SHAPE = (56, 56)  # (height, width) of the mini-mask
+
+    # Input image resizing; see utils.resize_image.
+    #   none:   no resizing or padding. Return the image unchanged.
+    #   square: resize and pad with zeros to a square of [max_dim, max_dim].
+    #   pad64:  pad width and height with zeros to make them multiples of 64. If IMAGE_MIN_DIM or
+    #           IMAGE_MIN_SCALE are set, scale up before padding. IMAGE_MAX_DIM is ignored.
+    #   crop:   pick random crops of [min_dim, min_dim]; training only; IMAGE_MAX_DIM is unused.
+    IMAGE_RESIZE_MODE = "square"
+    IMAGE_MIN_DIM = 800
+    IMAGE_MAX_DIM = 1024
+    # Minimum scaling ratio, checked after IMAGE_MIN_DIM, which can force a larger up-scaling
+    # (e.g. 2 doubles images even if IMAGE_MIN_DIM does not require it). In square mode it can be
+    # overruled by IMAGE_MAX_DIM.
+    IMAGE_MIN_SCALE = 0
+    # Number of colour channels per image. RGB = 3, grayscale = 1, RGB-D = 4.
+    IMAGE_CHANNEL_COUNT = 3
+
+    # Image mean (RGB), subtracted by mold_image.
+    MEAN_PIXEL = np.array([123.7, 116.8, 103.9])
+
+    # ROIs per image fed to the classifier/mask heads. The Mask R-CNN paper uses 512, but the RPN
+    # often does not generate enough positive proposals to fill it while keeping a 1:3 ratio.
+    TRAIN_ROIS_PER_IMAGE = 200
+
+    # Percent of positive ROIs used to train classifier/mask heads.
+    ROI_POSITIVE_RATIO = 0.33
+
+    # Pooled ROIs.
+    POOL_SIZE = 7
+    MASK_POOL_SIZE = 14
+
+    # Shape of the output mask. To change this you also need to change the mask head.
+    MASK_SHAPE = [28, 28]
+
+    # Maximum number of ground-truth instances to use in one image.
+    MAX_GT_INSTANCES = 100
+
+    # Bounding box refinement standard deviation for RPN and final detections.
+    RPN_BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+    BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+
+    # Max number of final detections.
+    DETECTION_MAX_INSTANCES = 100
+
+    # Minimum probability to accept a detected instance; ROIs below it are skipped.
+    DETECTION_MIN_CONFIDENCE = 0.7
+
+    # Non-maximum suppression threshold for detection.
+    DETECTION_NMS_THRESHOLD = 0.3
+
+    # Learning rate and momentum. The paper uses 0.02, but on TensorFlow that makes weights explode,
+    # likely due to optimizer differences.
+    LEARNING_RATE = 0.001
+    LEARNING_MOMENTUM = 0.9
+
+    # Weight decay regularization.
+    WEIGHT_DECAY = 0.0001
+
+    # Loss weights for more precise optimization.
+    LOSS_WEIGHTS = {
+        "rpn_class_loss": 1.0,
+        "rpn_bbox_loss": 1.0,
+        "mrcnn_class_loss": 1.0,
+        "mrcnn_bbox_loss": 1.0,
+        "mrcnn_mask_loss": 1.0,
+    }
+
+    # Use RPN ROIs or externally generated ROIs for training. Keep True for most situations; False to
+    # train the head branches on ROIs generated by code rather than the RPN (debugging).
+    USE_RPN_ROIS = True
+
+    # Train or freeze batch normalization layers. False (frozen, using the stored statistics) is
+    # recommended: batches are small, which makes batch statistics poor estimates.
+    TRAIN_BN = False
+
+    # Gradient norm clipping.
+    GRADIENT_CLIP_NORM = 5.0
+
+    def __init__(self, **overrides):
+        for key, value in overrides.items():
+            if not key.isupper() or not hasattr(type(self), key):
+                raise ConfigError(
+                    f"{type(self).__name__} has no setting {key!r} (got {key}={value!r}); "
+                    "settings are the upper-case attributes of Config"
+                )
+            setattr(self, key, value)
+        self._validate()
+        # Effective batch size
+        self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
+        # Input image size
+        if self.IMAGE_RESIZE_MODE == "crop":
+            self.IMAGE_SHAPE = np.array(
+                [self.IMAGE_MIN_DIM, self.IMAGE_MIN_DIM, self.IMAGE_CHANNEL_COUNT]
+            )
+        else:
+            self.IMAGE_SHAPE = np.array(
+                [self.IMAGE_MAX_DIM, self.IMAGE_MAX_DIM, self.IMAGE_CHANNEL_COUNT]
+            )
+        # Image meta data length; see mrcnn.data.image_meta for the layout.
+        self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
+
+    # ------------------------------------------------------------------ validation
+    def _fail(self, name, why):
+        raise ConfigError(f"{type(self).__name__}.{name}={getattr(self, name)!r}: {why}")
+
+    def _require_positive_int(self, *names):
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                self._fail(name, "must be a positive integer")
+
+    def _validate(self):
+        self._require_positive_int(
+            "GPU_COUNT", "IMAGES_PER_GPU", "STEPS_PER_EPOCH", "VALIDATION_STEPS",
+            "RPN_TRAIN_ANCHORS_PER_IMAGE", "PRE_NMS_LIMIT", "POST_NMS_ROIS_TRAINING",
+            "POST_NMS_ROIS_INFERENCE", "TRAIN_ROIS_PER_IMAGE", "POOL_SIZE", "MASK_POOL_SIZE",
+            "MAX_GT_INSTANCES", "DETECTION_MAX_INSTANCES", "IMAGE_CHANNEL_COUNT", "RPN_ANCHOR_STRIDE",
+        )
+        if isinstance(self.NUM_CLASSES, bool) or not isinstance(self.NUM_CLASSES, (int, np.integer)) \
+                or self.NUM_CLASSES < 2:
+            self._fail("NUM_CLASSES", "must be an integer >= 2 (background + at least one class); "
+                                      "set it in your Config subclass")
+        if not (callable(self.BACKBONE) or self.BACKBONE in BACKBONES):
+            self._fail("BACKBONE", f"must be one of {BACKBONES} or a callable building the backbone")
+        if self.COMPUTE_BACKBONE_SHAPE is not None and not callable(self.COMPUTE_BACKBONE_SHAPE):
+            self._fail("COMPUTE_BACKBONE_SHAPE", "must be None or a callable f(image_shape)")
+        if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):
+            self._fail("RPN_ANCHOR_SCALES",
+                       f"needs one scale per pyramid level, i.e. {len(self.BACKBONE_STRIDES)} "
+                       f"(len(BACKBONE_STRIDES)), got {len(self.RPN_ANCHOR_SCALES)}")
+        if len(self.RPN_ANCHOR_RATIOS) == 0 or min(self.RPN_ANCHOR_RATIOS) <= 0:
+            self._fail("RPN_ANCHOR_RATIOS", "must be a non-empty list of positive ratios")
+        if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:
+            self._fail("IMAGE_RESIZE_MODE", f"unknown resize mode; expected one of {RESIZE_MODES}")
+        if self.IMAGE_RESIZE_MODE == "square":
+            self._require_multiple_of_64("IMAGE_MAX_DIM")
+        elif self.IMAGE_RESIZE_MODE == "crop":
+            self._require_multiple_of_64("IMAGE_MIN_DIM")
+        elif self.IMAGE_RESIZE_MODE == "pad64" and self.IMAGE_MIN_DIM:
+            self._require_multiple_of_64("IMAGE_MIN_DIM")
+        if np.shape(self.MEAN_PIXEL) != (self.IMAGE_CHANNEL_COUNT,):
+            self._fail("MEAN_PIXEL", f"needs one value per channel (IMAGE_CHANNEL_COUNT="
+                                     f"{self.IMAGE_CHANNEL_COUNT}), got shape {np.shape(self.MEAN_PIXEL)}")
+        for name in ("RPN_BBOX_STD_DEV", "BBOX_STD_DEV"):
+            if np.shape(getattr(self, name)) != (4,):
+                self._fail(name, "must hold 4 values (dy, dx, log dh, log dw)")
+        for name in ("MINI_MASK_SHAPE", "MASK_SHAPE"):
+            shape = tuple(getattr(self, name))
+            if len(shape) != 2 or min(shape) < 1:
+                self._fail(name, "must be (height, width) with positive sides")
+        if not 0 < self.ROI_POSITIVE_RATIO <= 1:
+            self._fail("ROI_POSITIVE_RATIO", "must be in (0, 1]")
+        for name in ("RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE"):
+            if not 0 <= getattr(self, name) <= 1:
+                self._fail(name, "must be in [0, 1]")
+        if set(self.LOSS_WEIGHTS) != set(LOSS_NAMES):
+            self._fail("LOSS_WEIGHTS", f"must have exactly the keys {LOSS_NAMES}")
+        if self.LEARNING_RATE <= 0:
+            self._fail("LEARNING_RATE", "must be positive")
+        if self.GRADIENT_CLIP_NORM is not None and self.GRADIENT_CLIP_NORM <= 0:
+            self._fail("GRADIENT_CLIP_NORM", "must be positive (or None for no clipping)")
+
+    def _require_multiple_of_64(self, name):
+        value = getattr(self, name)
+        if not value or value % 64 != 0:
+            self._fail(name, f"in {self.IMAGE_RESIZE_MODE!r} resize mode the image side must be divisible "
+                             "by 64 (2**6, the coarsest FPN stride); e.g. 256, 512, 1024")
+
+    # ------------------------------------------------------------------ views
+    def to_dict(self):
+        """All upper-case settings, derived ones included, as ``{name: value}``."""
+        return {
+            name: getattr(self, name)
+            for name in sorted(dir(self))
+            if name.isupper() and not name.startswith("_")
+            and (not callable(getattr(self, name)) or name in ("BACKBONE", "COMPUTE_BACKBONE_SHAPE"))
+        }
+
+    def display(self):
+        """Print every setting, one per line."""
+        print("\nConfigurations:")
+        for key, value in self.to_dict().items():
+            print(f"{key:30} {value}")
+        print("\n")
+
+    def feature_shapes(self, image_shape=None):
+        """Feature-map ``[[height, width], ...]`` per pyramid level (Matterport's compute_backbone_shapes)."""
+        image_shape = self.IMAGE_SHAPE if image_shape is None else image_shape
+        if callable(self.BACKBONE) and self.COMPUTE_BACKBONE_SHAPE is not None:
+            return np.asarray(self.COMPUTE_BACKBONE_SHAPE(image_shape))
+        return np.array(
+            [[int(math.ceil(image_shape[0] / stride)), int(math.ceil(image_shape[1] / stride))]
+             for stride in self.BACKBONE_STRIDES]
+        )

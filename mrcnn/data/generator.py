@@ -1,0 +1,173 @@
+"""Training batches: a ``keras.utils.PyDataset`` yielding Matterport's training inputs.
+
+Each batch is ``(inputs, outputs)`` with ``outputs == []`` (the losses are computed inside the model)
+and ``inputs`` in Matterport's order::
+
+    images         float32 [batch, H, W, C]             molded (mean pixel subtracted)
+    image_meta     float64 [batch, IMAGE_META_SIZE]
+    rpn_match      int32   [batch, num_anchors, 1]      1 / -1 / 0, see mrcnn.data.targets
+    rpn_bbox       float32 [batch, RPN_TRAIN_ANCHORS_PER_IMAGE, (dy, dx, log(dh), log(dw))]
+    gt_class_ids   int32   [batch, MAX_GT_INSTANCES]    zero-padded; negative = crowd
+    gt_boxes       int32   [batch, MAX_GT_INSTANCES, (y1, x1, y2, x2)]  pixels, zero-padded
+    gt_masks       bool    [batch, h, w, MAX_GT_INSTANCES]  MINI_MASK_SHAPE or image size
+
+Images without any positive instance (no objects, or crowds only) are skipped: the batch takes the
+next image in the epoch's order instead, and the skip is counted and logged once per image.
+Batches are reproducible: each one draws from an RNG seeded by the seed, the epoch and the batch index, so
+parallel workers (``workers=N``) give the same batches as one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+
+import keras
+import numpy as np
+
+from mrcnn.anchors import generate_pyramid_anchors
+from mrcnn.data.augmentation import check_augmentation
+from mrcnn.data.image_meta import mold_image
+from mrcnn.data.loading import load_image_gt
+from mrcnn.data.targets import build_rpn_targets
+
+logger = logging.getLogger(__name__)
+
+
+class DataGenerator(keras.utils.PyDataset):
+    """Batches of Matterport's training inputs from a prepared Dataset.
+
+    dataset: a prepared :class:`mrcnn.utils.Dataset`; config: a :class:`mrcnn.config.Config`.
+    shuffle: a new image order every epoch.
+    augmentation: imgaug augmenter or albumentations transform (see :mod:`mrcnn.data.augmentation`).
+    no_augmentation_sources: dataset sources whose images are never augmented.
+    batch_size: default ``config.BATCH_SIZE``.
+    steps: batches per epoch; default one pass over the images.
+    seed: base seed for shuffling, sub-sampling and augmentation draws.
+    workers, use_multiprocessing, max_queue_size: passed to ``keras.utils.PyDataset``.
+    """
+
+    def __init__(self, dataset, config, shuffle=True, augmentation=None, no_augmentation_sources=None,
+                 batch_size=None, steps=None, seed=None, workers=1, use_multiprocessing=False,
+                 max_queue_size=10):
+        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing,
+                         max_queue_size=max_queue_size)
+        check_augmentation(augmentation)
+        if len(dataset.image_ids) == 0:
+            raise ValueError("DataGenerator: the dataset has no images (did you call prepare()?)")
+        self.dataset = dataset
+        self.config = config
+        self.shuffle = shuffle
+        self.augmentation = augmentation
+        self.no_augmentation_sources = set(no_augmentation_sources or ())
+        self.batch_size = batch_size or config.BATCH_SIZE
+        self.steps = steps
+        self.seed = random.randrange(2**31) if seed is None else seed
+        self.epoch = 0
+        self.anchors = generate_pyramid_anchors(
+            config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.feature_shapes(),
+            config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
+        self.skipped_image_ids = set()
+        self._lock = threading.Lock()
+        self._order = self._epoch_order()
+
+    # ---------------------------------------------------------------- PyDataset API
+    def __len__(self):
+        return self.steps or math.ceil(len(self.dataset.image_ids) / self.batch_size)
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._epoch_order()
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch index {index} out of range for {len(self)} batches")
+        order = self._order
+        rng = np.random.default_rng((self.seed, 1, self.epoch, index))
+        py_rng = random.Random(int(rng.integers(2**31)))
+        samples = []
+        position = index * self.batch_size
+        tried = 0
+        while len(samples) < self.batch_size:
+            if tried >= len(order):
+                raise ValueError(
+                    f"DataGenerator: none of the {len(order)} images has a positive instance "
+                    f"(class id > 0); check load_mask")
+            image_id = int(order[position % len(order)])
+            position += 1
+            tried += 1
+            sample = self._load(image_id, rng, py_rng)
+            if sample is not None:
+                samples.append(sample)
+        return self._collate(samples), []
+
+    # ---------------------------------------------------------------- helpers
+    def _epoch_order(self):
+        ids = np.array(self.dataset.image_ids)
+        if self.shuffle:
+            np.random.default_rng((self.seed, 0, self.epoch)).shuffle(ids)
+        return ids
+
+    def _load(self, image_id, rng, py_rng):
+        """One image's training inputs, or None (counted, logged) when it has no positive instance."""
+        if image_id in self.skipped_image_ids:
+            return None
+        source = self.dataset.image_info[image_id]["source"]
+        augmentation = None if source in self.no_augmentation_sources else self.augmentation
+        if augmentation is not None and hasattr(augmentation, "seed_"):
+            augmentation = augmentation.deepcopy()  # imgaug: private RNG per draw, safe across threads
+            augmentation.seed_(int(rng.integers(2**31)))
+        image, image_meta, gt_class_ids, gt_boxes, gt_masks = load_image_gt(
+            self.dataset, self.config, image_id, augmentation=augmentation, rng=py_rng)
+        if not np.any(gt_class_ids > 0):
+            with self._lock:
+                first = image_id not in self.skipped_image_ids
+                self.skipped_image_ids.add(image_id)
+            if first:
+                logger.info("skipping image %s: no positive instance (%d skipped so far)",
+                            image_id, len(self.skipped_image_ids))
+            return None
+        rpn_match, rpn_bbox = build_rpn_targets(
+            image.shape, self.anchors, gt_class_ids, gt_boxes, self.config, rng=rng)
+        if gt_boxes.shape[0] > self.config.MAX_GT_INSTANCES:
+            keep = np.sort(rng.choice(gt_boxes.shape[0], self.config.MAX_GT_INSTANCES, replace=False))
+            gt_class_ids, gt_boxes, gt_masks = gt_class_ids[keep], gt_boxes[keep], gt_masks[:, :, keep]
+        return image, image_meta, rpn_match, rpn_bbox, gt_class_ids, gt_boxes, gt_masks
+
+    def _collate(self, samples):
+        config = self.config
+        count = len(samples)
+        max_gt = config.MAX_GT_INSTANCES
+        images = np.stack([mold_image(s[0], config) for s in samples]).astype(np.float32)
+        image_meta = np.stack([s[1] for s in samples])
+        rpn_match = np.stack([s[2] for s in samples])[:, :, None]
+        rpn_bbox = np.stack([s[3] for s in samples]).astype(np.float32)
+        gt_class_ids = np.zeros((count, max_gt), dtype=np.int32)
+        gt_boxes = np.zeros((count, max_gt, 4), dtype=np.int32)
+        gt_masks = np.zeros((count,) + samples[0][6].shape[:2] + (max_gt,), dtype=bool)
+        for i, sample in enumerate(samples):
+            n = len(sample[4])
+            gt_class_ids[i, :n] = sample[4]
+            gt_boxes[i, :n] = sample[5]
+            gt_masks[i, :, :, :n] = sample[6]
+        return [images, image_meta, rpn_match, rpn_bbox, gt_class_ids, gt_boxes, gt_masks]
+
+
+def data_generator(dataset, config, shuffle=True, augmentation=None, random_rois=0, batch_size=1,
+                   detection_targets=False, no_augmentation_sources=None, seed=None):
+    """Matterport's endless Python generator of ``(inputs, outputs)`` batches (see :class:`DataGenerator`).
+
+    ``random_rois`` and ``detection_targets`` (Matterport's debugging outputs) are not supported.
+    """
+    if random_rois or detection_targets:
+        raise ValueError("data_generator: random_rois and detection_targets are not supported; "
+                         "use MaskRCNN.run_graph to inspect detection targets")
+    generator = DataGenerator(dataset, config, shuffle=shuffle, augmentation=augmentation,
+                              no_augmentation_sources=no_augmentation_sources, batch_size=batch_size,
+                              seed=seed)
+    while True:
+        for index in range(len(generator)):
+            yield generator[index]
+        generator.on_epoch_end()

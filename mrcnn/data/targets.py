@@ -1,0 +1,88 @@
+"""RPN training targets (Matterport's ``build_rpn_targets``), built in NumPy by the data pipeline.
+
+Matching rules, from the Faster R-CNN paper as Matterport implements them:
+
+* an anchor with IoU >= 0.7 against some ground-truth box is positive;
+* the best anchor of each ground-truth box is positive, whatever its IoU (so no object goes without
+  one), provided that IoU is above zero;
+* an anchor with IoU < 0.3 against every ground-truth box is negative, unless it overlaps a crowd
+  region (negative class id): those anchors are neither, since a crowd may hide an object;
+* everything else is neutral (0) and does not contribute to the loss;
+* positives are capped at half of ``RPN_TRAIN_ANCHORS_PER_IMAGE`` and negatives fill the rest, both by
+  uniform random sub-sampling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mrcnn.boxes import box_refinement, compute_overlaps
+
+POSITIVE_IOU = 0.7
+NEGATIVE_IOU = 0.3
+# An anchor overlapping a crowd box by at least this IoU is never used as a negative.
+CROWD_IOU = 0.001
+
+
+def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config, rng=None):
+    """Anchor labels and box deltas for training the RPN.
+
+    image_shape: ``(H, W, C)`` of the molded image (unused; kept for Matterport's signature).
+    anchors: ``[num_anchors, (y1, x1, y2, x2)]`` pixels.
+    gt_class_ids: ``[num_gt]`` int; negative ids are crowd regions.
+    gt_boxes: ``[num_gt, (y1, x1, y2, x2)]`` pixels.
+    config: reads ``RPN_TRAIN_ANCHORS_PER_IMAGE`` and ``RPN_BBOX_STD_DEV``.
+    rng: ``numpy.random.Generator`` for the sub-sampling (default: a fresh, unseeded one).
+
+    Returns ``rpn_match`` int32 ``[num_anchors]`` (1 positive, -1 negative, 0 neutral) and ``rpn_bbox``
+    float32 ``[RPN_TRAIN_ANCHORS_PER_IMAGE, (dy, dx, log(dh), log(dw))]``: the deltas of the positive
+    anchors in anchor order, divided by ``RPN_BBOX_STD_DEV``, zero-padded.
+    """
+    rng = np.random.default_rng() if rng is None else rng
+    anchors = np.asarray(anchors)
+    gt_class_ids = np.asarray(gt_class_ids).reshape(-1)
+    gt_boxes = np.asarray(gt_boxes).reshape(-1, 4)
+    if len(gt_class_ids) != len(gt_boxes):
+        raise ValueError(f"build_rpn_targets: {len(gt_class_ids)} class ids but {len(gt_boxes)} boxes")
+    budget = config.RPN_TRAIN_ANCHORS_PER_IMAGE
+    rpn_match = np.zeros([anchors.shape[0]], dtype=np.int32)
+    rpn_bbox = np.zeros((budget, 4), dtype=np.float32)
+
+    # Crowd boxes: anchors touching them are excluded from the negatives.
+    crowd = gt_class_ids < 0
+    if crowd.any():
+        crowd_iou_max = compute_overlaps(anchors, gt_boxes[crowd]).max(axis=1)
+        no_crowd = crowd_iou_max < CROWD_IOU
+    else:
+        no_crowd = np.ones([anchors.shape[0]], dtype=bool)
+    gt_boxes = gt_boxes[gt_class_ids > 0]
+
+    if len(gt_boxes):
+        overlaps = compute_overlaps(anchors, gt_boxes)  # [anchors, gt]
+        anchor_iou_argmax = np.argmax(overlaps, axis=1)
+        anchor_iou_max = overlaps[np.arange(overlaps.shape[0]), anchor_iou_argmax]
+        rpn_match[(anchor_iou_max < NEGATIVE_IOU) & no_crowd] = -1
+        # Each GT box's best anchor(s) are positive, ties included (Matterport's argwhere).
+        gt_best = overlaps.max(axis=0)
+        best_anchor = np.nonzero((overlaps == gt_best) & (gt_best > 0))[0]
+        rpn_match[best_anchor] = 1
+        rpn_match[anchor_iou_max >= POSITIVE_IOU] = 1
+    else:
+        anchor_iou_argmax = np.zeros([anchors.shape[0]], dtype=np.int64)
+        rpn_match[no_crowd] = -1
+
+    # Balance: at most half positives, negatives fill the budget.
+    positive = np.nonzero(rpn_match == 1)[0]
+    extra = len(positive) - budget // 2
+    if extra > 0:
+        rpn_match[rng.choice(positive, extra, replace=False)] = 0
+    negative = np.nonzero(rpn_match == -1)[0]
+    extra = len(negative) - (budget - np.sum(rpn_match == 1))
+    if extra > 0:
+        rpn_match[rng.choice(negative, extra, replace=False)] = 0
+
+    positive = np.nonzero(rpn_match == 1)[0]
+    if len(positive):
+        deltas = box_refinement(anchors[positive], gt_boxes[anchor_iou_argmax[positive]])
+        rpn_bbox[:len(positive)] = deltas / np.asarray(config.RPN_BBOX_STD_DEV, dtype=np.float32)
+    return rpn_match, rpn_bbox

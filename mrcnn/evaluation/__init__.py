@@ -1,0 +1,1 @@
+"""Evaluation: per-image AP (Matterport's compute_ap family) and data-set level metrics."""

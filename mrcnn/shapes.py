@@ -1,0 +1,93 @@
+"""A synthetic shapes data set (Matterport's ``train_shapes`` toy problem), made in memory.
+
+Squares, circles and triangles of random colour, size and position on a random background colour.
+Later shapes are drawn over earlier ones, and each mask holds only the visible pixels of its shape.
+Used by the tests, the benchmarks and the learning check; deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from mrcnn.dataset import Dataset
+
+SHAPES = ("square", "circle", "triangle")
+
+
+def draw_shape(image, shape, dims, color):
+    """Draw one filled shape into ``image`` (modified in place) and return it.
+
+    dims: ``(center_y, center_x, size)``; size is half the square's side, the circle's radius and the
+    triangle's circumradius-like extent, as Matterport.
+    """
+    y, x, s = dims
+    color = tuple(int(c) for c in color)
+    if shape == "square":
+        cv2.rectangle(image, (x - s, y - s), (x + s, y + s), color, -1)
+    elif shape == "circle":
+        cv2.circle(image, (x, y), s, color, -1)
+    elif shape == "triangle":
+        points = np.array([[(x, y - s), (x - s / np.sin(np.radians(60)), y + s),
+                            (x + s / np.sin(np.radians(60)), y + s)]], dtype=np.int32)
+        cv2.fillPoly(image, points, color)
+    else:
+        raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+    return image
+
+
+class ShapesDataset(Dataset):
+    """Random images of shapes, generated on the fly from per-image specs."""
+
+    def load_shapes(self, count, height, width, seed=0, max_shapes=4, min_shapes=1, empty_fraction=0.0):
+        """Register ``count`` images of ``height`` x ``width``.
+
+        Each holds ``min_shapes``..``max_shapes`` shapes; ``empty_fraction`` of the images hold none.
+        """
+        for i, name in enumerate(SHAPES, start=1):
+            self.add_class("shapes", i, name)
+        rng = np.random.default_rng(seed)
+        for image_id in range(count):
+            background = rng.integers(0, 256, size=3)
+            if rng.random() < empty_fraction:
+                specs = []
+            else:
+                specs = [self._random_shape(rng, height, width)
+                         for _ in range(rng.integers(min_shapes, max_shapes + 1))]
+            self.add_image("shapes", image_id=image_id, path=None, width=width, height=height,
+                           bg_color=background, shapes=specs)
+
+    @staticmethod
+    def _random_shape(rng, height, width):
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        color = rng.integers(0, 256, size=3)
+        buffer = 20 if min(height, width) >= 100 else 4
+        size = int(rng.integers(max(4, min(height, width) // 16), max(5, min(height, width) // 4)))
+        y = int(rng.integers(buffer, height - buffer))
+        x = int(rng.integers(buffer, width - buffer))
+        return shape, color, (y, x, size)
+
+    def load_image(self, image_id):
+        info = self.image_info[image_id]
+        image = np.empty((info["height"], info["width"], 3), dtype=np.uint8)
+        image[:] = info["bg_color"]
+        for shape, color, dims in info["shapes"]:
+            draw_shape(image, shape, dims, color)
+        return image
+
+    def load_mask(self, image_id):
+        info = self.image_info[image_id]
+        shapes = info["shapes"]
+        mask = np.zeros((info["height"], info["width"], len(shapes)), dtype=np.uint8)
+        for i, (shape, _, dims) in enumerate(shapes):
+            mask[:, :, i] = draw_shape(np.ascontiguousarray(mask[:, :, i]), shape, dims, (1,))
+        mask = mask.astype(bool)
+        # Later shapes hide earlier ones: keep only the visible pixels.
+        if len(shapes) > 1:
+            covered_later = np.logical_or.accumulate(mask[:, :, ::-1], axis=2)[:, :, ::-1]
+            mask[:, :, :-1] &= ~covered_later[:, :, 1:]
+        class_ids = np.array([self.class_names.index(s[0]) for s in shapes], dtype=np.int32)
+        return mask, class_ids
+
+    def image_reference(self, image_id):
+        return f"shapes image {image_id}: {[s[0] for s in self.image_info[image_id]['shapes']]}"
