@@ -50,7 +50,7 @@ def resize(image, output_shape, order=1, preserve_range=True):
         return image.copy()
     dtype = image.dtype
     interpolation = cv2.INTER_NEAREST_EXACT if order == 0 else cv2.INTER_LINEAR
-    if dtype == bool:
+    if dtype == np.bool_:
         # 0/1 resized as uint8 (OpenCV rounds), so >= 1 means an interpolated value >= 0.5.
         return _cv_resize(image.astype(np.uint8), height, width, interpolation) >= 1
     if dtype in (np.uint8, np.uint16, np.int16, np.float32, np.float64):

@@ -13,7 +13,7 @@ import numpy as np
 def patch_numpy_for_imgaug():
     """Restore the numpy 1 aliases imgaug 0.4.0 uses; idempotent, only adds missing names."""
     if "sctypes" not in np.__dict__:
-        np.sctypes = {
+        np.sctypes = {  # noqa: NPY201
             "int": [np.int8, np.int16, np.int32, np.int64],
             "uint": [np.uint8, np.uint16, np.uint32, np.uint64],
             "float": [np.float16, np.float32, np.float64, np.longdouble],
@@ -21,4 +21,4 @@ def patch_numpy_for_imgaug():
             "others": [bool, object, bytes, str, np.void],
         }
     if "complex" not in np.__dict__:
-        np.complex = complex
+        np.complex = complex  # noqa: NPY001  (restoring the removed alias is the point)

@@ -26,7 +26,8 @@ def _assert_mask_aligned(image, mask, tolerance_px=0.5):
     for i in range(mask.shape[-1]):
         region = mask[:, :, i]
         assert region.any()
-        assert utils.compute_overlaps_masks((bright & _near(region))[:, :, None], region[:, :, None])[0, 0] > 0.97
+        lit = (bright & _near(region))[:, :, None]
+        assert utils.compute_overlaps_masks(lit, region[:, :, None])[0, 0] > 0.97
         np.testing.assert_allclose(np.argwhere(region).mean(axis=0),
                                    np.argwhere(bright & _near(region)).mean(axis=0), atol=tolerance_px)
 
@@ -51,7 +52,8 @@ def test_square_mode_on_cityscapes_frame():
     assert mask.shape == (1024, 1024, 2) and mask.dtype == bool
     _assert_mask_aligned(out, mask)
     # Boxes shrink by the scale and shift by the padding
-    np.testing.assert_allclose(utils.extract_bboxes(mask)[1], [600 / 2 + 256, 750, 900 / 2 + 256, 951], atol=1)
+    expected = [600 / 2 + 256, 750, 900 / 2 + 256, 951]
+    np.testing.assert_allclose(utils.extract_bboxes(mask)[1], expected, atol=1)
 
 
 def test_pad64_mode_pads_to_multiples_of_64():

@@ -62,7 +62,7 @@ def parse_image_meta(meta):
 
 def mold_image(images, config):
     """RGB uint8 image(s) to float32 with the mean pixel subtracted (what the model eats)."""
-    return np.asarray(images).astype(np.float32) - config.MEAN_PIXEL
+    return np.asarray(images).astype(np.float32) - np.asarray(config.MEAN_PIXEL, dtype=np.float32)
 
 
 def unmold_image(normalized_images, config):
