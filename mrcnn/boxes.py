@@ -55,18 +55,22 @@ def compute_iou(box, boxes, box_area, boxes_area):
     return np.divide(intersection, union, out=np.zeros(len(boxes), np.float64), where=union > 0)
 
 
-def _overlaps_block(boxes1, boxes2, area1, area2, out):
-    """IoUs of one block of rows into ``out``, reusing the intersection buffer in place."""
-    h = np.minimum(boxes1[:, None, 2], boxes2[None, :, 2])
+def _overlaps_block(boxes1, boxes2, area1, area2, out, scratch):
+    """IoUs of one block of rows, computed in place in ``out`` with one scratch buffer."""
+    h = out
+    np.minimum(boxes1[:, None, 2], boxes2[None, :, 2], out=h)
     h -= np.maximum(boxes1[:, None, 0], boxes2[None, :, 0])
     np.maximum(h, 0, out=h)
-    w = np.minimum(boxes1[:, None, 3], boxes2[None, :, 3])
+    w = scratch[:len(boxes1)]
+    np.minimum(boxes1[:, None, 3], boxes2[None, :, 3], out=w)
     w -= np.maximum(boxes1[:, None, 1], boxes2[None, :, 1])
     np.maximum(w, 0, out=w)
     h *= w  # intersection
-    union = area1[:, None] + area2[None, :]
-    union -= h
-    np.divide(h, union, out=out, where=union > 0)
+    np.add(area1[:, None], area2[None, :], out=w)
+    w -= h  # union
+    # An empty union has an empty intersection: clamping gives IoU 0 without a masked divide.
+    np.maximum(w, 1e-12, out=w)
+    h /= w
 
 
 def compute_overlaps(boxes1, boxes2):
@@ -79,13 +83,15 @@ def compute_overlaps(boxes1, boxes2):
     boxes2 = np.asarray(boxes2, dtype=np.float32).reshape(-1, 4)
     area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
     area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
-    overlaps = np.zeros((len(boxes1), len(boxes2)), dtype=np.float32)
+    overlaps = np.empty((len(boxes1), len(boxes2)), dtype=np.float32)
     # Blocks of rows keep the temporaries in cache: this runs on ~260k anchors x the GT boxes, where
-    # one broadcast over everything is about 3x slower.
-    rows = max(1, (1 << 18) // max(1, len(boxes2)))
+    # one broadcast over everything is about 3x slower (benchmarks/bench_data.py).
+    rows = max(1, (1 << 14) // max(1, len(boxes2)))
+    scratch = np.empty((rows, len(boxes2)), dtype=np.float32)
     for start in range(0, len(boxes1), rows):
         stop = start + rows
-        _overlaps_block(boxes1[start:stop], boxes2, area1[start:stop], area2, overlaps[start:stop])
+        _overlaps_block(boxes1[start:stop], boxes2, area1[start:stop], area2, overlaps[start:stop],
+                        scratch)
     return overlaps
 
 

@@ -40,13 +40,15 @@ class ShapesDataset(Dataset):
     """Random images of shapes, generated on the fly from per-image specs."""
 
     def load_shapes(self, count, height, width, seed=0, max_shapes=4, min_shapes=1, empty_fraction=0.0):
-        """Register ``count`` images of ``height`` x ``width``.
+        """Register ``count`` images of ``height`` x ``width`` (at most 255 shapes each).
 
         Each holds ``min_shapes``..``max_shapes`` shapes; ``empty_fraction`` of the images hold none.
         """
         for i, name in enumerate(SHAPES, start=1):
             self.add_class("shapes", i, name)
         rng = np.random.default_rng(seed)
+        if max_shapes > 255:
+            raise ValueError(f"load_shapes: at most 255 shapes per image, got max_shapes={max_shapes}")
         for image_id in range(count):
             background = rng.integers(0, 256, size=3)
             if rng.random() < empty_fraction:
@@ -78,14 +80,12 @@ class ShapesDataset(Dataset):
     def load_mask(self, image_id):
         info = self.image_info[image_id]
         shapes = info["shapes"]
-        mask = np.zeros((info["height"], info["width"], len(shapes)), dtype=np.uint8)
-        for i, (shape, _, dims) in enumerate(shapes):
-            mask[:, :, i] = draw_shape(np.ascontiguousarray(mask[:, :, i]), shape, dims, (1,))
-        mask = mask.astype(bool)
-        # Later shapes hide earlier ones: keep only the visible pixels.
-        if len(shapes) > 1:
-            covered_later = np.logical_or.accumulate(mask[:, :, ::-1], axis=2)[:, :, ::-1]
-            mask[:, :, :-1] &= ~covered_later[:, :, 1:]
+        # Draw instance numbers into one label map, later shapes over earlier ones, so each mask
+        # holds only the visible pixels of its shape.
+        labels = np.zeros((info["height"], info["width"]), dtype=np.uint8)
+        for i, (shape, _, dims) in enumerate(shapes, start=1):
+            draw_shape(labels, shape, dims, (i,))
+        mask = labels[:, :, None] == np.arange(1, len(shapes) + 1, dtype=np.uint8)
         class_ids = np.array([self.class_names.index(s[0]) for s in shapes], dtype=np.int32)
         return mask, class_ids
 

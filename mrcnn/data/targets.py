@@ -62,10 +62,13 @@ def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config, rng=
         anchor_iou_argmax = np.argmax(overlaps, axis=1)
         anchor_iou_max = overlaps[np.arange(overlaps.shape[0]), anchor_iou_argmax]
         rpn_match[(anchor_iou_max < NEGATIVE_IOU) & no_crowd] = -1
-        # Each GT box's best anchor(s) are positive, ties included (Matterport's argwhere).
+        # Each GT box's best anchor(s) are positive, ties included (Matterport's argwhere). Only
+        # anchors whose own best IoU reaches the smallest per-GT best can be one: check those rows.
         gt_best = overlaps.max(axis=0)
-        best_anchor = np.nonzero((overlaps == gt_best) & (gt_best > 0))[0]
-        rpn_match[best_anchor] = 1
+        if (gt_best > 0).any():
+            candidates = np.nonzero(anchor_iou_max >= gt_best[gt_best > 0].min())[0]
+            is_best = ((overlaps[candidates] == gt_best) & (gt_best > 0)).any(axis=1)
+            rpn_match[candidates[is_best]] = 1
         rpn_match[anchor_iou_max >= POSITIVE_IOU] = 1
     else:
         anchor_iou_argmax = np.zeros([anchors.shape[0]], dtype=np.int64)

@@ -13,6 +13,7 @@ ANCHORS = np.array([
     [100, 100, 110, 110],  # a5: IoU 0.25 with the crowd box -> neither (crowd)
     [30, 30, 40, 40],      # a6: IoU 0.67 with gt 1, its best anchor -> positive
     [200, 200, 210, 210],  # a7: no overlap                  -> negative
+    [30, 35, 40, 45],      # a8: IoU 0.67 with gt 1, tied best anchor -> positive
 ], dtype=np.float64)
 GT_BOXES = np.array([[0, 0, 10, 10], [30, 30, 40, 45], [100, 100, 120, 120]])
 GT_CLASS_IDS = np.array([1, 2, -1])
@@ -22,13 +23,13 @@ def test_crafted_case_labels_crowd_and_deltas():
     config = TinyConfig()
     rpn_match, rpn_bbox = build_rpn_targets((128, 128, 3), ANCHORS, GT_CLASS_IDS, GT_BOXES, config)
     assert rpn_match.dtype == np.int32
-    assert rpn_match.tolist() == [1, 1, 0, -1, -1, 0, 1, -1]
+    assert rpn_match.tolist() == [1, 1, 0, -1, -1, 0, 1, -1, 1]
     assert rpn_bbox.shape == (config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4)
     # Deltas, in anchor order, decode back to each positive anchor's ground-truth box
     positives = np.nonzero(rpn_match == 1)[0]
-    decoded = utils.apply_box_deltas(ANCHORS[positives], rpn_bbox[:3] * config.RPN_BBOX_STD_DEV)
-    np.testing.assert_allclose(decoded, GT_BOXES[[0, 0, 1]], atol=1e-4)
-    assert not rpn_bbox[3:].any()
+    decoded = utils.apply_box_deltas(ANCHORS[positives], rpn_bbox[:4] * config.RPN_BBOX_STD_DEV)
+    np.testing.assert_allclose(decoded, GT_BOXES[[0, 0, 1, 1]], atol=1e-4)
+    assert not rpn_bbox[4:].any()
 
 
 def test_sampling_is_balanced_to_the_budget():
@@ -51,7 +52,7 @@ def test_no_positive_instances_gives_only_negatives_outside_crowds():
     config = TinyConfig(RPN_TRAIN_ANCHORS_PER_IMAGE=256)
     rpn_match, rpn_bbox = build_rpn_targets((128, 128, 3), ANCHORS, np.array([-1]),
                                             GT_BOXES[2:], config)
-    assert rpn_match.tolist() == [-1, -1, -1, -1, -1, 0, -1, -1]
+    assert rpn_match.tolist() == [-1, -1, -1, -1, -1, 0, -1, -1, -1]
     assert not rpn_bbox.any()
     rpn_match, _ = build_rpn_targets((128, 128, 3), ANCHORS, np.zeros(0), np.zeros((0, 4)), config)
     assert (rpn_match == -1).all()

@@ -1,0 +1,120 @@
+"""Time the data side of training and print JSON.
+
+* ``build_rpn_targets`` at 1024x1024 (Matterport's default config: 261,888 anchors) with 50 GT boxes;
+* the training generator's images/s on 1024x2048 frames (Cityscapes size) resized to Matterport's
+  default 1024x1024 square input, with imgaug and with albumentations augmentation, serially and with
+  two worker threads (how ``keras.utils.PyDataset`` runs ``workers=2``).
+
+Usage: ``python benchmarks/bench_data.py [--repeats 20] [--images 16]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+import mrcnn  # noqa: E402,F401  (numpy aliases for imgaug)
+from mrcnn.anchors import generate_pyramid_anchors  # noqa: E402
+from mrcnn.config import Config  # noqa: E402
+from mrcnn.data.generator import DataGenerator  # noqa: E402
+from mrcnn.data.targets import build_rpn_targets  # noqa: E402
+from mrcnn.shapes import ShapesDataset  # noqa: E402
+
+
+class BenchConfig(Config):
+    NAME = "bench"
+    NUM_CLASSES = 4
+    IMAGES_PER_GPU = 1
+
+
+def bench_rpn_targets(repeats):
+    config = BenchConfig()
+    anchors = generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
+                                       config.feature_shapes(), config.BACKBONE_STRIDES,
+                                       config.RPN_ANCHOR_STRIDE)
+    rng = np.random.default_rng(0)
+    corner = rng.uniform(0, 900, (50, 2))
+    gt_boxes = np.concatenate([corner, corner + rng.uniform(16, 300, (50, 2))], axis=1).clip(0, 1024)
+    gt_class_ids = rng.integers(1, 4, 50)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        build_rpn_targets(config.IMAGE_SHAPE, anchors, gt_class_ids, gt_boxes, config, rng=rng)
+        times.append(time.perf_counter() - start)
+    times = times[1:]  # first call warms caches
+    return {
+        "anchors": int(anchors.shape[0]),
+        "gt_boxes": 50,
+        "repeats": repeats,
+        "median_ms": round(1000 * statistics.median(times), 1),
+        "min_ms": round(1000 * min(times), 1),
+    }
+
+
+def _augmentations():
+    import albumentations as A
+    import imgaug.augmenters as iaa
+
+    return {
+        "imgaug": iaa.Sequential([
+            iaa.Fliplr(0.5),
+            iaa.Affine(rotate=(-10, 10), scale=(0.9, 1.1)),
+            iaa.Multiply((0.8, 1.2)),
+        ]),
+        "albumentations": A.Compose([
+            A.HorizontalFlip(p=0.5),
+            A.Affine(rotate=(-10, 10), scale=(0.9, 1.1), p=1.0),
+            A.RandomBrightnessContrast(p=1.0),
+        ]),
+    }
+
+
+def bench_generator(images):
+    config = BenchConfig()
+    dataset = ShapesDataset()
+    dataset.load_shapes(images, 1024, 2048, seed=0, min_shapes=8, max_shapes=20)
+    dataset.prepare()
+    results = {"input_size": [1024, 2048], "molded_size": [1024, 1024], "images": images}
+    for name, augmentation in [("none", None), *_augmentations().items()]:
+        for workers in (1, 2):
+            generator = DataGenerator(dataset, config, seed=0, augmentation=augmentation)
+            generator[0]  # warm-up
+            start = time.perf_counter()
+            if workers == 1:
+                for i in range(len(generator)):
+                    generator[i]
+            else:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    list(pool.map(generator.__getitem__, range(len(generator))))
+            elapsed = time.perf_counter() - start
+            results[f"{name}_workers{workers}_images_per_s"] = round(len(generator) / elapsed, 2)
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--images", type=int, default=16)
+    args = parser.parse_args(argv)
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "numpy": np.__version__},
+        "build_rpn_targets_1024": bench_rpn_targets(args.repeats),
+        "generator_1024x2048": bench_generator(args.images),
+    }
+    json.dump(report, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()
