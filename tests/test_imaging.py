@@ -68,6 +68,14 @@ def test_pad64_mode_pads_to_multiples_of_64():
     _assert_mask_aligned(out, mask)
 
 
+def test_pad64_mode_leaves_a_1024x2048_frame_alone():
+    image, masks = _frame_with_objects()
+    out, window, scale, padding, crop = utils.resize_image(image, min_dim=768, max_dim=1024, mode="pad64")
+    assert out.shape == (1024, 2048, 3) and scale == 1 and window == (0, 0, 1024, 2048)
+    assert padding == [(0, 0), (0, 0), (0, 0)] and np.array_equal(out, image)
+    assert np.array_equal(utils.resize_mask(masks, scale, padding, crop), masks)
+
+
 def test_pad64_mode_scales_up_to_min_dim():
     image = np.ones((300, 500, 3), dtype=np.uint8)
     out, window, scale, padding, _ = utils.resize_image(image, min_dim=640, mode="pad64")
