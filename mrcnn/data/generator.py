@@ -13,12 +13,15 @@ and ``inputs`` in Matterport's order::
 
 Images without any positive instance (no objects, or crowds only) are skipped: the batch takes the
 next image in the epoch's order instead, and the skip is counted and logged once per image.
-Batches are reproducible: each one draws from an RNG seeded by the seed, the epoch and the batch index, so
+Batches are reproducible: each one draws from an RNG seeded by the seed, the epoch and the batch index
+(augmentations included: each image gets a private, seeded copy of the imgaug or albumentations
+pipeline), so
 parallel workers (``workers=N``) give the same batches as one.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import random
@@ -116,9 +119,8 @@ class DataGenerator(keras.utils.PyDataset):
             return None
         source = self.dataset.image_info[image_id]["source"]
         augmentation = None if source in self.no_augmentation_sources else self.augmentation
-        if augmentation is not None and hasattr(augmentation, "seed_"):
-            augmentation = augmentation.deepcopy()  # imgaug: private RNG per draw, safe across threads
-            augmentation.seed_(int(rng.integers(2**31)))
+        if augmentation is not None:
+            augmentation = _seeded_copy(augmentation, int(rng.integers(2**31)))
         image, image_meta, gt_class_ids, gt_boxes, gt_masks = load_image_gt(
             self.dataset, self.config, image_id, augmentation=augmentation, rng=py_rng)
         if not np.any(gt_class_ids > 0):
@@ -153,6 +155,17 @@ class DataGenerator(keras.utils.PyDataset):
             gt_boxes[i, :n] = sample[5]
             gt_masks[i, :, :, :n] = sample[6]
         return [images, image_meta, rpn_match, rpn_bbox, gt_class_ids, gt_boxes, gt_masks]
+
+
+def _seeded_copy(augmentation, seed):
+    """A private copy of the augmentation with its own seeded RNG: reproducible, safe across threads."""
+    if hasattr(augmentation, "seed_"):  # imgaug
+        augmentation = augmentation.deepcopy()
+        augmentation.seed_(seed)
+    elif hasattr(augmentation, "set_random_seed"):  # albumentations 2
+        augmentation = copy.deepcopy(augmentation)
+        augmentation.set_random_seed(seed)
+    return augmentation
 
 
 def data_generator(dataset, config, shuffle=True, augmentation=None, random_rois=0, batch_size=1,

@@ -107,19 +107,24 @@ def test_parallel_workers_give_the_same_batches():
     """Keras runs __getitem__ on worker threads, in any order; batches must not depend on that."""
     from concurrent.futures import ThreadPoolExecutor
 
+    import albumentations as A
     import imgaug.augmenters as iaa
 
     dataset = _dataset(count=8)
-    augmentation = iaa.Sequential([iaa.Fliplr(0.5), iaa.Affine(rotate=(-10, 10))])
-    serial = DataGenerator(dataset, TinyConfig(), seed=3, augmentation=augmentation)
-    parallel = DataGenerator(dataset, TinyConfig(), seed=3, augmentation=augmentation, workers=2)
-    assert parallel.workers == 2
-    expected = [serial[i][0] for i in range(len(serial))]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        got = list(pool.map(lambda i: parallel[i][0], reversed(range(len(parallel)))))[::-1]
-    for a, b in zip(expected, got):
-        for x, y in zip(a, b):
-            assert np.array_equal(x, y)
+    for augmentation in (iaa.Sequential([iaa.Fliplr(0.5), iaa.Affine(rotate=(-10, 10))]),
+                         A.Compose([A.HorizontalFlip(p=0.5), A.Affine(rotate=(-10, 10), p=1.0)])):
+        serial = DataGenerator(dataset, TinyConfig(), seed=3, augmentation=augmentation)
+        parallel = DataGenerator(dataset, TinyConfig(), seed=3, augmentation=augmentation, workers=2)
+        assert parallel.workers == 2
+        expected = [serial[i][0] for i in range(len(serial))]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            got = list(pool.map(lambda i, g=parallel: g[i][0], reversed(range(len(parallel)))))[::-1]
+        for a, b in zip(expected, got):
+            for x, y in zip(a, b):
+                assert np.array_equal(x, y)
+        # The augmentation does act: unaugmented batches differ
+        plain = DataGenerator(dataset, TinyConfig(), seed=3)[0][0][0]
+        assert not np.array_equal(plain, expected[0][0])
 
 
 def test_data_generator_is_matterport_compatible():
