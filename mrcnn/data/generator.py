@@ -15,8 +15,7 @@ Images without any positive instance (no objects, or crowds only) are skipped: t
 next image in the epoch's order instead, and the skip is counted and logged once per image.
 Batches are reproducible: each one draws from an RNG seeded by the seed, the epoch and the batch index
 (augmentations included: each image gets a private, seeded copy of the imgaug or albumentations
-pipeline), so
-parallel workers (``workers=N``) give the same batches as one.
+pipeline), so parallel workers (``workers=N``) give the same batches as one.
 """
 
 from __future__ import annotations
