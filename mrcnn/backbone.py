@@ -1,0 +1,127 @@
+"""ResNet-50/101 and the feature pyramid (FPN), with Matterport's layer names.
+
+Caffe-style bottlenecks as Matterport (and the original MSRA weights): the stride sits on the first 1x1
+convolution of a block, convolutions carry biases, and every convolution is followed by a batch norm.
+Layer names (``conv1``, ``bn_conv1``, ``res4b_branch2a``, ``bn4b_branch2a``, ``res4b_out``, ``fpn_c5p5``,
+``fpn_p2``...) are the ones stored in ``mask_rcnn_coco.h5``; ``load_weights(by_name=True)`` relies on them.
+"""
+
+from __future__ import annotations
+
+from keras import layers
+
+
+class BatchNorm(layers.BatchNormalization):
+    """Batch normalization whose training behaviour is fixed at construction.
+
+    ``train_bn=False`` (Matterport's default, ``Config.TRAIN_BN``) always normalizes with the stored
+    moving statistics, in training too: batches of one or two images give poor batch statistics. Gamma
+    and beta stay trainable unless the layer is frozen.
+    """
+
+    def __init__(self, train_bn=None, **kwargs):
+        super().__init__(**kwargs)
+        self.train_bn = train_bn
+
+    def call(self, inputs, training=None):
+        if self.train_bn is not None:
+            training = bool(training) and self.train_bn
+        return super().call(inputs, training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "train_bn": self.train_bn}
+
+
+RESNET_BLOCKS = {"resnet50": 5, "resnet101": 22}  # identity blocks in stage 4
+
+
+def _bottleneck(input_tensor, kernel_size, filters, stage, block, train_bn, strides=None):
+    """A bottleneck block; with ``strides`` it is a projection ("conv") block, else an identity block."""
+    f1, f2, f3 = filters
+    conv_name = f"res{stage}{block}_branch"
+    bn_name = f"bn{stage}{block}_branch"
+    x = layers.Conv2D(f1, 1, strides=strides or 1, name=conv_name + "2a")(input_tensor)
+    x = BatchNorm(train_bn, name=bn_name + "2a")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Conv2D(f2, kernel_size, padding="same", name=conv_name + "2b")(x)
+    x = BatchNorm(train_bn, name=bn_name + "2b")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Conv2D(f3, 1, name=conv_name + "2c")(x)
+    x = BatchNorm(train_bn, name=bn_name + "2c")(x)
+    if strides is None:
+        shortcut = input_tensor
+    else:
+        shortcut = layers.Conv2D(f3, 1, strides=strides, name=conv_name + "1")(input_tensor)
+        shortcut = BatchNorm(train_bn, name=bn_name + "1")(shortcut)
+    x = layers.Add()([x, shortcut])
+    return layers.Activation("relu", name=f"res{stage}{block}_out")(x)
+
+
+def conv_block(input_tensor, kernel_size, filters, stage, block, strides=(2, 2), train_bn=True):
+    """Bottleneck with a projection shortcut (Matterport's ``conv_block``)."""
+    return _bottleneck(input_tensor, kernel_size, filters, stage, block, train_bn, strides=strides)
+
+
+def identity_block(input_tensor, kernel_size, filters, stage, block, train_bn=True):
+    """Bottleneck with an identity shortcut (Matterport's ``identity_block``)."""
+    return _bottleneck(input_tensor, kernel_size, filters, stage, block, train_bn)
+
+
+def resnet_graph(input_image, architecture, stage5=False, train_bn=True):
+    """ResNet feature maps ``[C1, C2, C3, C4, C5]`` (C5 is None without ``stage5``).
+
+    architecture: "resnet50" or "resnet101". Strides of C1..C5 are 4, 4, 8, 16, 32.
+    """
+    if architecture not in RESNET_BLOCKS:
+        raise ValueError(f"resnet_graph: architecture must be one of {sorted(RESNET_BLOCKS)}, "
+                         f"got {architecture!r}")
+    x = layers.ZeroPadding2D((3, 3))(input_image)
+    x = layers.Conv2D(64, 7, strides=2, name="conv1")(x)
+    x = BatchNorm(train_bn, name="bn_conv1")(x)
+    x = layers.Activation("relu")(x)
+    c1 = x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    # Stage 2
+    x = conv_block(x, 3, [64, 64, 256], stage=2, block="a", strides=(1, 1), train_bn=train_bn)
+    x = identity_block(x, 3, [64, 64, 256], stage=2, block="b", train_bn=train_bn)
+    c2 = x = identity_block(x, 3, [64, 64, 256], stage=2, block="c", train_bn=train_bn)
+    # Stage 3
+    x = conv_block(x, 3, [128, 128, 512], stage=3, block="a", train_bn=train_bn)
+    for block in "bcd":
+        x = identity_block(x, 3, [128, 128, 512], stage=3, block=block, train_bn=train_bn)
+    c3 = x
+    # Stage 4
+    x = conv_block(x, 3, [256, 256, 1024], stage=4, block="a", train_bn=train_bn)
+    for i in range(RESNET_BLOCKS[architecture]):
+        x = identity_block(x, 3, [256, 256, 1024], stage=4, block=chr(98 + i), train_bn=train_bn)
+    c4 = x
+    # Stage 5
+    c5 = None
+    if stage5:
+        x = conv_block(x, 3, [512, 512, 2048], stage=5, block="a", train_bn=train_bn)
+        x = identity_block(x, 3, [512, 512, 2048], stage=5, block="b", train_bn=train_bn)
+        c5 = identity_block(x, 3, [512, 512, 2048], stage=5, block="c", train_bn=train_bn)
+    return [c1, c2, c3, c4, c5]
+
+
+def fpn_graph(c2, c3, c4, c5, pyramid_size):
+    """Feature pyramid ``[P2, P3, P4, P5, P6]``, each with ``pyramid_size`` channels.
+
+    Top-down: 1x1 lateral convolutions added to the 2x-upsampled coarser level, then a 3x3 convolution
+    per level; P6 is P5 subsampled by 2 (used only by the RPN).
+    """
+    p5 = layers.Conv2D(pyramid_size, 1, name="fpn_c5p5")(c5)
+    p4 = layers.Add(name="fpn_p4add")([
+        layers.UpSampling2D(2, name="fpn_p5upsampled")(p5),
+        layers.Conv2D(pyramid_size, 1, name="fpn_c4p4")(c4)])
+    p3 = layers.Add(name="fpn_p3add")([
+        layers.UpSampling2D(2, name="fpn_p4upsampled")(p4),
+        layers.Conv2D(pyramid_size, 1, name="fpn_c3p3")(c3)])
+    p2 = layers.Add(name="fpn_p2add")([
+        layers.UpSampling2D(2, name="fpn_p3upsampled")(p3),
+        layers.Conv2D(pyramid_size, 1, name="fpn_c2p2")(c2)])
+    p2 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p2")(p2)
+    p3 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p3")(p3)
+    p4 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p4")(p4)
+    p5 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p5")(p5)
+    p6 = layers.MaxPooling2D(pool_size=1, strides=2, name="fpn_p6")(p5)
+    return [p2, p3, p4, p5, p6]

@@ -1,0 +1,157 @@
+"""Wiring the Mask R-CNN graph from a Config: the one place that maps Config onto layer arguments.
+
+Training model inputs (Matterport's order and names)::
+
+    input_image         [batch, H, W, C]  molded
+    input_image_meta    [batch, IMAGE_META_SIZE]
+    input_rpn_match     [batch, anchors, 1]
+    input_rpn_bbox      [batch, RPN_TRAIN_ANCHORS_PER_IMAGE, 4]
+    input_gt_class_ids  [batch, MAX_GT_INSTANCES]
+    input_gt_boxes      [batch, MAX_GT_INSTANCES, 4]  pixels
+    input_gt_masks      [batch, h, w, MAX_GT_INSTANCES]  (mini masks or full size)
+
+and outputs ``rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class, mrcnn_bbox,
+mrcnn_mask, rois, output_rois`` followed by the five losses.
+
+Inference model inputs: ``input_image``, ``input_image_meta``, ``input_anchors`` ``[batch, anchors, 4]``
+normalized; outputs ``mrcnn_detection [batch, DETECTION_MAX_INSTANCES, 6], mrcnn_class, mrcnn_bbox,
+mrcnn_mask, ROI, rpn_class, rpn_bbox``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from mrcnn.backbone import fpn_graph, resnet_graph
+from mrcnn.heads import build_fpn_mask_graph, build_rpn_model, fpn_classifier_graph
+from mrcnn.layers import (
+    AnchorsLayer,
+    DetectionBoxes,
+    DetectionLayer,
+    DetectionTargetLayer,
+    MetaField,
+    NormBoxes,
+    ProposalLayer,
+)
+from mrcnn.losses import LossLayer
+
+
+def _backbone(input_image, config):
+    if callable(config.BACKBONE):
+        c1, c2, c3, c4, c5 = config.BACKBONE(input_image, stage5=True, train_bn=config.TRAIN_BN)
+    else:
+        c1, c2, c3, c4, c5 = resnet_graph(input_image, config.BACKBONE, stage5=True,
+                                          train_bn=config.TRAIN_BN)
+    return fpn_graph(c2, c3, c4, c5, config.TOP_DOWN_PYRAMID_SIZE)
+
+
+def _rpn(feature_maps, config):
+    rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
+                          config.TOP_DOWN_PYRAMID_SIZE)
+    outputs = [rpn(p) for p in feature_maps]
+    rpn_class_logits, rpn_class, rpn_bbox = (
+        layers.Concatenate(axis=1, name=name)([o[i] for o in outputs])
+        for i, name in enumerate(("rpn_class_logits", "rpn_class", "rpn_bbox")))
+    return rpn_class_logits, rpn_class, rpn_bbox
+
+
+def _fixed_size(config, mode):
+    """Whether every molded image has the size IMAGE_SHAPE (crop mode resizes only in training)."""
+    return config.IMAGE_RESIZE_MODE == "square" or (mode == "training" and config.IMAGE_RESIZE_MODE == "crop")
+
+
+def _anchors_layer(config):
+    return AnchorsLayer(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.feature_shapes(),
+                        config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE, config.IMAGE_SHAPE,
+                        name="anchors")
+
+
+def _image_input(config, mode):
+    if _fixed_size(config, mode):
+        shape = tuple(int(v) for v in config.IMAGE_SHAPE)
+    elif mode == "training":
+        raise ValueError(
+            f"training needs a fixed input size: IMAGE_RESIZE_MODE={config.IMAGE_RESIZE_MODE!r} gives "
+            f"images of varying size; use 'square' or 'crop'")
+    else:
+        shape = (None, None, config.IMAGE_CHANNEL_COUNT)
+    return keras.Input(shape=shape, name="input_image")
+
+
+def build_training_model(config, model_class=keras.Model, seed=None):
+    """The training graph; ``model_class`` is instantiated as ``model_class(inputs, outputs, name=...)``."""
+    input_image = _image_input(config, "training")
+    input_image_meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta")
+    anchors_layer = _anchors_layer(config)
+    input_rpn_match = keras.Input(shape=(anchors_layer.num_anchors, 1), name="input_rpn_match",
+                                  dtype="int32")
+    input_rpn_bbox = keras.Input(shape=(config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4), name="input_rpn_bbox")
+    input_gt_class_ids = keras.Input(shape=(config.MAX_GT_INSTANCES,), name="input_gt_class_ids",
+                                     dtype="int32")
+    input_gt_boxes = keras.Input(shape=(config.MAX_GT_INSTANCES, 4), name="input_gt_boxes")
+    mask_shape = tuple(config.MINI_MASK_SHAPE) if config.USE_MINI_MASK else tuple(config.IMAGE_SHAPE[:2])
+    input_gt_masks = keras.Input(shape=mask_shape + (config.MAX_GT_INSTANCES,), name="input_gt_masks",
+                                 dtype="bool")
+    gt_boxes = NormBoxes(name="norm_gt_boxes")(input_gt_boxes, input_image)
+
+    p2, p3, p4, p5, p6 = _backbone(input_image, config)
+    rpn_class_logits, rpn_class, rpn_bbox = _rpn([p2, p3, p4, p5, p6], config)
+    anchors = anchors_layer(input_image)
+    rpn_rois = ProposalLayer(config.POST_NMS_ROIS_TRAINING, config.RPN_NMS_THRESHOLD,
+                             config.PRE_NMS_LIMIT, config.RPN_BBOX_STD_DEV, name="ROI")(
+        rpn_class, rpn_bbox, anchors)
+    rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
+        config.TRAIN_ROIS_PER_IMAGE, config.ROI_POSITIVE_RATIO, config.BBOX_STD_DEV, config.MASK_SHAPE,
+        config.USE_MINI_MASK, add_gt_proposals=config.TRAIN_ADD_GT_PROPOSALS, seed=seed,
+        name="proposal_targets")(
+        rpn_rois, input_gt_class_ids, gt_boxes, input_gt_masks)
+
+    mrcnn_feature_maps = [p2, p3, p4, p5]
+    mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
+        rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
+        train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+    mrcnn_mask = build_fpn_mask_graph(rois, mrcnn_feature_maps, input_image_meta, config.MASK_POOL_SIZE,
+                                      config.NUM_CLASSES, train_bn=config.TRAIN_BN)
+    output_rois = layers.Identity(name="output_rois")(rois)
+    active_class_ids = MetaField("active_class_ids", name="active_class_ids")(input_image_meta)
+
+    losses = [
+        LossLayer("rpn_class_loss")(input_rpn_match, rpn_class_logits),
+        LossLayer("rpn_bbox_loss")(input_rpn_bbox, input_rpn_match, rpn_bbox),
+        LossLayer("mrcnn_class_loss")(target_class_ids, mrcnn_class_logits, active_class_ids, rois),
+        LossLayer("mrcnn_bbox_loss")(target_bbox, target_class_ids, mrcnn_bbox),
+        LossLayer("mrcnn_mask_loss")(target_mask, target_class_ids, mrcnn_mask),
+    ]
+    inputs = [input_image, input_image_meta, input_rpn_match, input_rpn_bbox, input_gt_class_ids,
+              input_gt_boxes, input_gt_masks]
+    outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class, mrcnn_bbox,
+               mrcnn_mask, rpn_rois, output_rois] + losses
+    return model_class(inputs, outputs, name="mask_rcnn")
+
+
+def build_inference_model(config):
+    """The inference graph (any image size; anchors come in as an input)."""
+    input_image = _image_input(config, "inference")
+    input_image_meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta")
+    num_anchors = _anchors_layer(config).num_anchors if _fixed_size(config, "inference") else None
+    input_anchors = keras.Input(shape=(num_anchors, 4), name="input_anchors")
+
+    p2, p3, p4, p5, p6 = _backbone(input_image, config)
+    _, rpn_class, rpn_bbox = _rpn([p2, p3, p4, p5, p6], config)
+    rpn_rois = ProposalLayer(config.POST_NMS_ROIS_INFERENCE, config.RPN_NMS_THRESHOLD,
+                             config.PRE_NMS_LIMIT, config.RPN_BBOX_STD_DEV, name="ROI")(
+        rpn_class, rpn_bbox, input_anchors)
+    mrcnn_feature_maps = [p2, p3, p4, p5]
+    _, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
+        rpn_rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
+        train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+    detections = DetectionLayer(config.DETECTION_MAX_INSTANCES, config.DETECTION_MIN_CONFIDENCE,
+                                config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
+                                name="mrcnn_detection")(rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta)
+    detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
+    mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, input_image_meta,
+                                      config.MASK_POOL_SIZE, config.NUM_CLASSES, train_bn=config.TRAIN_BN)
+    return keras.Model([input_image, input_image_meta, input_anchors],
+                       [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox],
+                       name="mask_rcnn")

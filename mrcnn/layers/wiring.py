@@ -1,0 +1,107 @@
+"""Small layers that wire the graph: constant anchors, box normalization, roi-axis reshapes."""
+
+from __future__ import annotations
+
+import numpy as np
+from keras import layers, ops
+
+from mrcnn import ops as mops
+from mrcnn.anchors import generate_pyramid_anchors
+from mrcnn.boxes import norm_boxes
+
+
+class AnchorsLayer(layers.Layer):
+    """Normalized anchors ``[batch, num_anchors, 4]`` for a fixed image size, broadcast to the batch.
+
+    The anchors are generated once in NumPy from the arguments (Matterport's ``get_anchors``) and held
+    as a constant; the input only supplies the batch size.
+    """
+
+    def __init__(self, scales, ratios, feature_shapes, feature_strides, anchor_stride, image_shape,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.scales = [int(s) for s in scales]
+        self.ratios = [float(r) for r in ratios]
+        self.feature_shapes = [[int(v) for v in shape] for shape in feature_shapes]
+        self.feature_strides = [int(s) for s in feature_strides]
+        self.anchor_stride = int(anchor_stride)
+        self.image_shape = [int(v) for v in image_shape]
+        anchors = generate_pyramid_anchors(self.scales, self.ratios, self.feature_shapes,
+                                           self.feature_strides, self.anchor_stride)
+        self._anchors = norm_boxes(anchors, self.image_shape[:2]).astype(np.float32)
+
+    @property
+    def num_anchors(self):
+        return self._anchors.shape[0]
+
+    def call(self, reference):
+        anchors = ops.convert_to_tensor(self._anchors)[None]
+        return ops.broadcast_to(anchors, (ops.shape(reference)[0],) + self._anchors.shape)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + self._anchors.shape
+
+    def get_config(self):
+        return {**super().get_config(), "scales": self.scales, "ratios": self.ratios,
+                "feature_shapes": self.feature_shapes, "feature_strides": self.feature_strides,
+                "anchor_stride": self.anchor_stride, "image_shape": self.image_shape}
+
+
+class NormBoxes(layers.Layer):
+    """Pixel boxes ``[batch, N, 4]`` to normalized ones, using the image size of the input image."""
+
+    def call(self, boxes, image):
+        return mops.norm_boxes(boxes, ops.shape(image)[1:3])
+
+
+class MergeRoiAxis(layers.Layer):
+    """``[batch, num_rois, ...]`` -> ``[batch * num_rois, ...]`` so per-ROI layers see a plain batch."""
+
+    def call(self, x):
+        return ops.reshape(x, (-1,) + tuple(x.shape[2:]))
+
+    def compute_output_shape(self, input_shape):
+        batch = None if input_shape[0] is None or input_shape[1] is None else input_shape[0] * input_shape[1]
+        return (batch,) + tuple(input_shape[2:])
+
+
+class SplitRoiAxis(layers.Layer):
+    """``[batch * num_rois, ...]`` -> ``[batch, num_rois, ...]``; ``shape`` (optional) reshapes the rest."""
+
+    def __init__(self, num_rois, shape=None, **kwargs):
+        super().__init__(**kwargs)
+        self.num_rois = int(num_rois)
+        self.shape = None if shape is None else [int(v) for v in shape]
+
+    def _rest(self, input_shape):
+        return tuple(self.shape) if self.shape is not None else tuple(input_shape[1:])
+
+    def call(self, x):
+        return ops.reshape(x, (-1, self.num_rois) + self._rest(x.shape))
+
+    def compute_output_shape(self, input_shape):
+        return (None, self.num_rois) + self._rest(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "num_rois": self.num_rois, "shape": self.shape}
+
+
+class MetaField(layers.Layer):
+    """One named field of ``[batch, IMAGE_META_SIZE]`` image meta (layout in mrcnn.data.image_meta)."""
+
+    def __init__(self, field, **kwargs):
+        super().__init__(**kwargs)
+        self.field = field
+
+    def call(self, image_meta):
+        return mops.parse_image_meta(image_meta)[self.field]
+
+    def get_config(self):
+        return {**super().get_config(), "field": self.field}
+
+
+class DetectionBoxes(layers.Layer):
+    """The boxes ``[batch, N, 4]`` of ``[batch, N, (y1, x1, y2, x2, class_id, score)]`` detections."""
+
+    def call(self, detections):
+        return detections[..., :4]

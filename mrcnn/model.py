@@ -1,0 +1,334 @@
+"""Matterport's ``mrcnn.model``: the :class:`MaskRCNN` facade, and what Matterport code imports from here.
+
+``MaskRCNN`` only wires parts together: the graph (mrcnn.graph), the data pipeline (mrcnn.data),
+training (mrcnn.training), weights (mrcnn.weights) and post-processing (mrcnn.postprocess).
+
+    model = modellib.MaskRCNN(mode="training", config=config, model_dir="logs")
+    model.load_weights("mask_rcnn_coco.h5", by_name=True,
+                       exclude=["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"])
+    model.train(train_set, val_set, learning_rate=config.LEARNING_RATE, epochs=30, layers="heads")
+
+    model = modellib.MaskRCNN(mode="inference", config=inference_config, model_dir="logs")
+    model.load_weights(model.find_last())
+    results = model.detect([image])   # [{"rois", "class_ids", "scores", "masks"}]
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import re
+from collections import OrderedDict
+
+import keras
+import numpy as np
+
+from mrcnn import utils
+from mrcnn.anchors import generate_pyramid_anchors
+from mrcnn.boxes import norm_boxes
+from mrcnn.data.generator import DataGenerator, data_generator
+from mrcnn.data.image_meta import compose_image_meta, mold_image, parse_image_meta, unmold_image
+from mrcnn.data.loading import load_image_gt
+from mrcnn.data.targets import build_rpn_targets
+from mrcnn.download import download_file
+from mrcnn.graph import build_inference_model, build_training_model
+from mrcnn.postprocess import unmold_detections
+from mrcnn.training import AtomicCheckpoint, TrainingModel, layers_regex, set_trainable
+from mrcnn.weights import load_weights, save_weights
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MaskRCNN", "DataGenerator", "data_generator", "load_image_gt", "build_rpn_targets",
+    "compose_image_meta", "parse_image_meta", "mold_image", "unmold_image",
+]
+
+IMAGENET_WEIGHTS_URL = ("https://github.com/fchollet/deep-learning-models/releases/download/v0.2/"
+                        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
+CHECKPOINT_RE = re.compile(
+    r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask\_rcnn\_[\w-]+(\d{4})\.h5$")
+
+
+def _as_rgb(image):
+    """Images of any channel layout as uint8 RGB ``[H, W, 3]``, for detect()."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3:
+        raise ValueError(f"detect: expected an image [H, W] or [H, W, C], got shape {image.shape}")
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    elif image.shape[2] == 4:
+        image = image[:, :, :3]
+    elif image.shape[2] != 3:
+        raise ValueError(f"detect: expected 1, 3 or 4 channels, got {image.shape[2]}")
+    if image.dtype != np.uint8:
+        if np.issubdtype(image.dtype, np.floating) and image.max(initial=0) <= 1.0:
+            image = image * 255.0
+        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return image
+
+
+class MaskRCNN:
+    """Mask R-CNN in training or inference mode; ``keras_model`` is the underlying Keras model."""
+
+    def __init__(self, mode, config, model_dir, seed=None):
+        if mode not in ("training", "inference"):
+            raise ValueError(f"MaskRCNN: mode must be 'training' or 'inference', got {mode!r}")
+        self.mode = mode
+        self.config = config
+        self.model_dir = model_dir
+        self.seed = seed
+        self.epoch = 0
+        self.set_log_dir()
+        self.keras_model = self.build(mode, config)
+        self._anchor_cache = {}
+
+    # ------------------------------------------------------------------ graph
+    def build(self, mode, config):
+        """Build the Keras model for ``mode``."""
+        if mode == "training":
+            return build_training_model(
+                config, model_class=lambda inputs, outputs, name: TrainingModel(
+                    inputs, outputs, name=name, loss_weights=config.LOSS_WEIGHTS,
+                    weight_decay=config.WEIGHT_DECAY),
+                seed=self.seed)
+        return build_inference_model(config)
+
+    def get_anchors(self, image_shape):
+        """Normalized anchors ``[num_anchors, 4]`` for a molded image shape (cached)."""
+        key = tuple(int(v) for v in image_shape[:2])
+        if key not in self._anchor_cache:
+            anchors = generate_pyramid_anchors(
+                self.config.RPN_ANCHOR_SCALES, self.config.RPN_ANCHOR_RATIOS,
+                self.config.feature_shapes(key), self.config.BACKBONE_STRIDES,
+                self.config.RPN_ANCHOR_STRIDE)
+            self._anchor_cache[key] = norm_boxes(anchors, key)
+        return self._anchor_cache[key]
+
+    # ------------------------------------------------------------------ weights and logs
+    def set_log_dir(self, model_path=None):
+        """Set the run's log dir and the epoch counter; a checkpoint path resumes its run and epoch."""
+        self.epoch = 0
+        now = datetime.datetime.now()
+        if model_path:
+            match = CHECKPOINT_RE.match(os.path.abspath(model_path).replace("\\", "/"))
+            if match:
+                now = datetime.datetime(*(int(match.group(i)) for i in range(1, 6)))
+                # The file of epoch N was written after N epochs: training resumes at epoch N.
+                self.epoch = int(match.group(6))
+                logger.info("Re-starting from epoch %d", self.epoch)
+        name = (self.config.NAME or "mask_rcnn").lower()
+        self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M}")
+        self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_*epoch*.h5").replace(
+            "*epoch*", "{epoch:04d}")
+
+    def find_last(self):
+        """Path of the last checkpoint of the most recent run of this config's NAME."""
+        name = (self.config.NAME or "mask_rcnn").lower()
+        runs = sorted(d for d in os.listdir(self.model_dir) if d.startswith(name)) \
+            if os.path.isdir(self.model_dir) else []
+        for run in reversed(runs):
+            run_dir = os.path.join(self.model_dir, run)
+            checkpoints = sorted(f for f in os.listdir(run_dir)
+                                 if f.startswith("mask_rcnn") and f.endswith(".h5"))
+            if checkpoints:
+                return os.path.join(run_dir, checkpoints[-1])
+        raise FileNotFoundError(
+            f"Could not find a checkpoint of {name!r} in {os.path.abspath(self.model_dir)} "
+            f"(looked for {name}*/mask_rcnn_*.h5)")
+
+    def load_weights(self, filepath, by_name=False, exclude=None):
+        """Load Matterport-layout ``.h5`` weights (Matterport's files or this project's checkpoints).
+
+        exclude: layer names to skip (implies by_name). Logs which model layers stayed as they were.
+        A checkpoint of this project also restores the log dir and epoch counter, to resume training.
+        Returns a :class:`mrcnn.weights.LoadReport`.
+        """
+        report = load_weights(self.keras_model, filepath, by_name=by_name, exclude=exclude)
+        if report.not_in_file:
+            logger.info("Layers not in %s, left as initialised: %s", filepath, ", ".join(report.not_in_file))
+        self.set_log_dir(filepath)
+        return report
+
+    def save_weights(self, filepath):
+        """Write the weights in the same layout load_weights reads (atomically)."""
+        save_weights(self.keras_model, filepath)
+
+    def get_imagenet_weights(self):
+        """Download the ImageNet-trained ResNet-50 weights (Keras 2 layer names) and return the path."""
+        path = os.path.join(os.path.expanduser("~"), ".keras", "models",
+                            os.path.basename(IMAGENET_WEIGHTS_URL))
+        if not os.path.isfile(path):
+            download_file(IMAGENET_WEIGHTS_URL, path, what="the ImageNet ResNet-50 weights",
+                          hint="or pass --weights=none to start from random weights")
+        return path
+
+    # ------------------------------------------------------------------ training
+    def set_trainable(self, layer_regex, keras_model=None, indent=0, verbose=1):
+        """Train only the layers whose name matches ``layer_regex`` (a preset name or a regex)."""
+        return set_trainable(keras_model or self.keras_model, layers_regex(layer_regex),
+                             verbose=verbose, indent=indent)
+
+    def compile(self, learning_rate, momentum):
+        """SGD with momentum and gradient-norm clipping; losses and decay come from the model."""
+        optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
+                                         clipnorm=self.config.GRADIENT_CLIP_NORM)
+        self.keras_model.compile(optimizer=optimizer)
+
+    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
+              custom_callbacks=None, no_augmentation_sources=None, workers=None, verbose=1):
+        """Train until epoch ``epochs`` (counted over all calls, as Matterport's ``initial_epoch``).
+
+        layers: "heads", "3+", "4+", "5+", "all", or a regex of layer names to train.
+        Writes ``<log_dir>/mask_rcnn_<name>_<epoch>.h5`` after each epoch, TensorBoard events, and
+        ``<log_dir>/training_log.csv`` with the five losses and their ``val_`` twins.
+        """
+        if self.mode != "training":
+            raise ValueError("Create model in training mode.")
+        config = self.config
+        workers = workers or max(1, min(4, os.cpu_count() or 1))
+        train_generator = DataGenerator(train_dataset, config, shuffle=True, augmentation=augmentation,
+                                        no_augmentation_sources=no_augmentation_sources,
+                                        steps=config.STEPS_PER_EPOCH, seed=self.seed, workers=workers)
+        val_generator = DataGenerator(val_dataset, config, shuffle=True, steps=config.VALIDATION_STEPS,
+                                      seed=None if self.seed is None else self.seed + 1, workers=workers)
+        os.makedirs(self.log_dir, exist_ok=True)
+        callbacks = [
+            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
+            keras.callbacks.CSVLogger(os.path.join(self.log_dir, "training_log.csv"), append=True),
+            AtomicCheckpoint(self.checkpoint_path),
+        ] + list(custom_callbacks or [])
+
+        if verbose:
+            print(f"\nStarting at epoch {self.epoch}. LR={learning_rate}\n")
+            print(f"Checkpoint Path: {self.checkpoint_path}")
+        self.set_trainable(layers, verbose=0)
+        self.compile(learning_rate, config.LEARNING_MOMENTUM)
+        history = self.keras_model.fit(
+            _Batches(train_generator), initial_epoch=self.epoch, epochs=epochs,
+            steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
+            validation_data=_Batches(val_generator), validation_steps=config.VALIDATION_STEPS,
+            verbose=verbose)
+        self.epoch = max(self.epoch, epochs)
+        return history
+
+    # ------------------------------------------------------------------ inference
+    def mold_inputs(self, images):
+        """Resize and normalize images for the model.
+
+        Returns ``molded_images`` ``[N, H, W, C]``, ``image_metas`` ``[N, IMAGE_META_SIZE]`` and
+        ``windows`` ``[N, (y1, x1, y2, x2)]``. All images must mold to the same size (true in "square"
+        mode; detect() groups images by molded size otherwise).
+        """
+        molded_images, image_metas, windows = [], [], []
+        for image in images:
+            molded_image, window, scale, _, _ = utils.resize_image(
+                image, min_dim=self.config.IMAGE_MIN_DIM, min_scale=self.config.IMAGE_MIN_SCALE,
+                max_dim=self.config.IMAGE_MAX_DIM, mode=self.config.IMAGE_RESIZE_MODE)
+            molded_images.append(mold_image(molded_image, self.config))
+            image_metas.append(compose_image_meta(0, image.shape, molded_image.shape, window, scale,
+                                                  np.zeros([self.config.NUM_CLASSES], dtype=np.int32)))
+            windows.append(window)
+        return np.stack(molded_images), np.stack(image_metas), np.array(windows)
+
+    def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape, window):
+        """One image's detections in original-image pixels; see mrcnn.postprocess.unmold_detections."""
+        return unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window)
+
+    def detect(self, images, verbose=0):
+        """Detect instances in any number of images of any size and channel layout.
+
+        Returns one dict per image: ``rois`` ``[N, (y1, x1, y2, x2)]`` int32 image pixels, ``class_ids``
+        ``[N]`` int32, ``scores`` ``[N]`` float32, ``masks`` ``[H, W, N]`` bool.
+        """
+        if self.mode != "inference":
+            raise ValueError("Create model in inference mode.")
+        images = [_as_rgb(image) for image in images]
+        if verbose:
+            print(f"Processing {len(images)} images")
+        molded = [self.mold_inputs([image]) for image in images]
+        results = [None] * len(images)
+        # Batch images that molded to the same size, at most BATCH_SIZE at a time.
+        groups = {}
+        for i, (molded_image, _, _) in enumerate(molded):
+            groups.setdefault(molded_image.shape[1:], []).append(i)
+        for indices in groups.values():
+            for start in range(0, len(indices), self.config.BATCH_SIZE):
+                chunk = indices[start:start + self.config.BATCH_SIZE]
+                molded_images = np.concatenate([molded[i][0] for i in chunk])
+                image_metas = np.concatenate([molded[i][1] for i in chunk])
+                outputs = self._predict(molded_images, image_metas)
+                detections, mrcnn_mask = outputs[0], outputs[3]
+                for j, i in enumerate(chunk):
+                    rois, class_ids, scores, masks = unmold_detections(
+                        detections[j], mrcnn_mask[j], images[i].shape, molded_images[j].shape,
+                        molded[i][2][0])
+                    results[i] = {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks}
+        return results
+
+    def detect_molded(self, molded_images, image_metas, verbose=0):
+        """Detect on images already molded (as load_image_gt + mold_image give them).
+
+        Returns Matterport's dicts with coordinates in the molded image's original size (from the meta).
+        """
+        if self.mode != "inference":
+            raise ValueError("Create model in inference mode.")
+        outputs = self._predict(np.asarray(molded_images, np.float32), np.asarray(image_metas))
+        results = []
+        for j, meta in enumerate(image_metas):
+            parsed = parse_image_meta(meta)
+            rois, class_ids, scores, masks = unmold_detections(
+                outputs[0][j], outputs[3][j], parsed["original_image_shape"], molded_images[j].shape,
+                parsed["window"])
+            results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks})
+        return results
+
+    def _predict(self, molded_images, image_metas):
+        anchors = self.get_anchors(molded_images.shape[1:3])
+        anchors = np.broadcast_to(anchors, (len(molded_images),) + anchors.shape)
+        outputs = self.keras_model.predict_on_batch([molded_images, image_metas.astype(np.float32), anchors])
+        return [keras.ops.convert_to_numpy(o) for o in outputs]
+
+    def run_graph(self, images, outputs, image_metas=None):
+        """Run the graph on ``images`` and return the named intermediate tensors (for notebooks).
+
+        outputs: ``[(name, layer_name_or_tensor), ...]``; a layer name returns that layer's output
+        (nested layers: "rpn_model/rpn_class_raw" is not supported, use top-level names).
+        Returns an ordered dict ``{name: numpy array}``.
+        """
+        model = self.keras_model
+        tensors = [model.get_layer(t).output if isinstance(t, str) else t for _, t in outputs]
+        probe = keras.Model(model.inputs, tensors)
+        if self.mode == "inference":
+            molded_images, metas, _ = self.mold_inputs([_as_rgb(i) for i in images])
+            if image_metas is not None:
+                metas = image_metas
+            anchors = self.get_anchors(molded_images.shape[1:3])
+            anchors = np.broadcast_to(anchors, (len(molded_images),) + anchors.shape)
+            values = probe.predict_on_batch([molded_images, metas.astype(np.float32), anchors])
+        else:
+            values = probe.predict_on_batch(images)  # training mode: pass the generator's inputs
+        if len(tensors) == 1:
+            values = [values]
+        return OrderedDict((name, keras.ops.convert_to_numpy(v)) for (name, _), v in zip(outputs, values))
+
+
+class _Batches(keras.utils.PyDataset):
+    """Adapts a DataGenerator to ``fit``: batches as ``(inputs,)`` (the losses need no ``y``)."""
+
+    def __init__(self, generator):
+        super().__init__(workers=generator.workers, use_multiprocessing=generator.use_multiprocessing,
+                         max_queue_size=generator.max_queue_size)
+        self.generator = generator
+
+    def __len__(self):
+        return len(self.generator)
+
+    def __getitem__(self, index):
+        inputs, _ = self.generator[index]
+        return (tuple(inputs),)
+
+    def on_epoch_end(self):
+        self.generator.on_epoch_end()

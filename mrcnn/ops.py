@@ -1,0 +1,141 @@
+"""Graph-side box math in ``keras.ops``, and the only backend-specific primitives of the model.
+
+Everything here works on tensors with static shapes and a leading batch axis where noted. Boxes are
+normalized ``(y1, x1, y2, x2)`` unless a docstring says pixels.
+
+Backend-specific (TensorFlow only, because Keras 3 has no NMS or crop-and-resize in ``keras.ops``):
+:func:`non_max_suppression_padded` and :func:`crop_and_resize`. A JAX port replaces these two
+functions and nothing else.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from mrcnn.data.image_meta import meta_slices
+
+
+# ----------------------------------------------------------------------------- box math (keras.ops)
+def apply_box_deltas(boxes, deltas):
+    """Apply ``[..., (dy, dx, log(dh), log(dw))]`` deltas to ``[..., (y1, x1, y2, x2)]`` boxes."""
+    height = boxes[..., 2] - boxes[..., 0]
+    width = boxes[..., 3] - boxes[..., 1]
+    center_y = boxes[..., 0] + 0.5 * height + deltas[..., 0] * height
+    center_x = boxes[..., 1] + 0.5 * width + deltas[..., 1] * width
+    height = height * ops.exp(deltas[..., 2])
+    width = width * ops.exp(deltas[..., 3])
+    y1 = center_y - 0.5 * height
+    x1 = center_x - 0.5 * width
+    return ops.stack([y1, x1, y1 + height, x1 + width], axis=-1)
+
+
+def box_refinement(boxes, gt_boxes):
+    """Deltas ``[..., (dy, dx, log(dh), log(dw))]`` turning ``boxes`` into ``gt_boxes`` (same shapes)."""
+    height = boxes[..., 2] - boxes[..., 0]
+    width = boxes[..., 3] - boxes[..., 1]
+    center_y = boxes[..., 0] + 0.5 * height
+    center_x = boxes[..., 1] + 0.5 * width
+    gt_height = gt_boxes[..., 2] - gt_boxes[..., 0]
+    gt_width = gt_boxes[..., 3] - gt_boxes[..., 1]
+    gt_center_y = gt_boxes[..., 0] + 0.5 * gt_height
+    gt_center_x = gt_boxes[..., 1] + 0.5 * gt_width
+    dy = (gt_center_y - center_y) / height
+    dx = (gt_center_x - center_x) / width
+    dh = ops.log(gt_height / height)
+    dw = ops.log(gt_width / width)
+    return ops.stack([dy, dx, dh, dw], axis=-1)
+
+
+def clip_boxes(boxes, window):
+    """Clip ``[..., 4]`` boxes to ``window`` ``(y1, x1, y2, x2)``, broadcastable to ``[..., 4]``."""
+    wy1, wx1, wy2, wx2 = window[..., 0], window[..., 1], window[..., 2], window[..., 3]
+    y1 = ops.maximum(ops.minimum(boxes[..., 0], wy2), wy1)
+    x1 = ops.maximum(ops.minimum(boxes[..., 1], wx2), wx1)
+    y2 = ops.maximum(ops.minimum(boxes[..., 2], wy2), wy1)
+    x2 = ops.maximum(ops.minimum(boxes[..., 3], wx2), wx1)
+    return ops.stack([y1, x1, y2, x2], axis=-1)
+
+
+def norm_boxes(boxes, shape):
+    """Pixel boxes to normalized; ``shape`` is ``(height, width)`` (tensor or tuple)."""
+    h = ops.cast(shape[0], "float32")
+    w = ops.cast(shape[1], "float32")
+    scale = ops.stack([h - 1.0, w - 1.0, h - 1.0, w - 1.0])
+    shift = ops.convert_to_tensor([0.0, 0.0, 1.0, 1.0])
+    return (ops.cast(boxes, "float32") - shift) / scale
+
+
+def denorm_boxes(boxes, shape):
+    """Normalized boxes to int32 pixel boxes; inverse of :func:`norm_boxes`."""
+    h = ops.cast(shape[0], "float32")
+    w = ops.cast(shape[1], "float32")
+    scale = ops.stack([h - 1.0, w - 1.0, h - 1.0, w - 1.0])
+    shift = ops.convert_to_tensor([0.0, 0.0, 1.0, 1.0])
+    return ops.cast(ops.round(boxes * scale + shift), "int32")
+
+
+def overlaps(boxes1, boxes2):
+    """IoU ``[..., N1, N2]`` of ``[..., N1, 4]`` and ``[..., N2, 4]`` boxes (shared leading axes)."""
+    b1 = ops.expand_dims(boxes1, -2)
+    b2 = ops.expand_dims(boxes2, -3)
+    y1 = ops.maximum(b1[..., 0], b2[..., 0])
+    x1 = ops.maximum(b1[..., 1], b2[..., 1])
+    y2 = ops.minimum(b1[..., 2], b2[..., 2])
+    x2 = ops.minimum(b1[..., 3], b2[..., 3])
+    intersection = ops.maximum(y2 - y1, 0.0) * ops.maximum(x2 - x1, 0.0)
+    area1 = (b1[..., 2] - b1[..., 0]) * (b1[..., 3] - b1[..., 1])
+    area2 = (b2[..., 2] - b2[..., 0]) * (b2[..., 3] - b2[..., 1])
+    union = area1 + area2 - intersection
+    return intersection / ops.maximum(union, 1e-12)
+
+
+def gather_rows(values, indices):
+    """``values[b, indices[b, i]]`` for ``values`` ``[B, N, ...]`` and int ``indices`` ``[B, K]``."""
+    indices = ops.cast(indices, "int32")
+    extra = len(values.shape) - 2
+    idx = ops.reshape(indices, tuple(ops.shape(indices)) + (1,) * extra)
+    return ops.take_along_axis(values, idx, axis=1)
+
+
+def parse_image_meta(meta):
+    """Split ``[batch, IMAGE_META_SIZE]`` meta into named tensors (layout in mrcnn.data.image_meta)."""
+    return {name: meta[:, s] for name, s in meta_slices().items()}
+
+
+# ----------------------------------------------------------------------------- TensorFlow-only primitives
+def _tf():
+    if keras.backend.backend() != "tensorflow":
+        raise NotImplementedError(
+            f"mrcnn.ops needs the TensorFlow backend for NMS and crop_and_resize; the Keras backend "
+            f"is {keras.backend.backend()!r} (set KERAS_BACKEND=tensorflow)")
+    import tensorflow as tf
+
+    return tf
+
+
+def non_max_suppression_padded(boxes, scores, max_output_size, iou_threshold, score_threshold=None):
+    """Batched greedy NMS with padded output.
+
+    boxes: ``[B, N, 4]``; scores: ``[B, N]``; boxes whose score is below ``score_threshold`` are
+    never selected. Returns ``indices`` int32 ``[B, max_output_size]`` (highest score first, padding
+    indices are 0) and ``valid`` bool ``[B, max_output_size]`` marking the real selections.
+    """
+    tf = _tf()
+    kwargs = {} if score_threshold is None else {"score_threshold": float(score_threshold)}
+    indices, count = tf.image.non_max_suppression_padded(
+        boxes, scores, max_output_size, iou_threshold=iou_threshold, pad_to_max_output_size=True,
+        **kwargs)
+    valid = tf.range(max_output_size)[None, :] < count[:, None]
+    return tf.where(valid, indices, 0), valid
+
+
+def crop_and_resize(images, boxes, box_indices, crop_size):
+    """Bilinear crops: ``images`` ``[B, H, W, C]``, normalized ``boxes`` ``[N, 4]``, ``box_indices``
+    int ``[N]`` (which image each box samples), ``crop_size`` ``(h, w)`` -> ``[N, h, w, C]``.
+
+    Box corners map to pixel centres (TensorFlow's convention, as Matterport's ROIAlign).
+    """
+    tf = _tf()
+    return tf.image.crop_and_resize(images, boxes, tf.cast(box_indices, tf.int32), crop_size,
+                                    method="bilinear")

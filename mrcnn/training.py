@@ -1,0 +1,117 @@
+"""Training machinery: the Keras model that sums the named losses, layer presets, checkpoints.
+
+The training graph computes its five losses as outputs (see mrcnn.graph). :class:`TrainingModel` adds
+them up with ``LOSS_WEIGHTS`` plus Matterport's L2 weight decay, and reports each one under its own name
+(progress bar, ``val_`` twins, TensorBoard, CSV) through Keras metrics, so ``fit`` and ``evaluate`` work
+as usual.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import keras
+import numpy as np
+from keras import ops
+
+from mrcnn.losses import LOSS_NAMES
+from mrcnn.weights import save_weights
+
+# Matterport's presets for MaskRCNN.train(layers=...)
+LAYER_PRESETS = {
+    # all layers but the backbone
+    "heads": r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    # from a specific ResNet stage and up
+    "3+": r"(res3.*)|(bn3.*)|(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "4+": r"(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "5+": r"(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    # all layers
+    "all": ".*",
+}
+
+
+class TrainingModel(keras.Model):
+    """Functional Mask R-CNN training model whose last five outputs are the named losses.
+
+    ``loss_weights``: ``{loss_name: weight}``; ``weight_decay``: L2 factor, applied as Matterport
+    does (``weight_decay * sum(w**2) / size(w)`` per trainable weight, gamma and beta excluded).
+    """
+
+    def __init__(self, *args, loss_weights=None, weight_decay=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_weights = dict(loss_weights or {name: 1.0 for name in LOSS_NAMES})
+        self.weight_decay = float(weight_decay)
+        self.loss_trackers = [keras.metrics.Mean(name=name) for name in LOSS_NAMES]
+
+    def _named_losses(self, y_pred):
+        return list(y_pred[-len(LOSS_NAMES):])
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        total = 0.0
+        for name, value in zip(LOSS_NAMES, self._named_losses(y_pred)):
+            total = total + self.loss_weights.get(name, 1.0) * ops.mean(value)
+        if self.weight_decay:
+            decay = [
+                ops.sum(ops.square(w)) / float(max(1, int(np.prod(w.shape))))
+                for w in self.trainable_weights
+                if w.name not in ("gamma", "beta")
+            ]
+            if decay:
+                total = total + self.weight_decay * ops.sum(ops.stack(decay))
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        for tracker, value in zip(self.loss_trackers, self._named_losses(y_pred)):
+            tracker.update_state(ops.mean(value))
+        return self.get_metrics_result()
+
+
+def layers_regex(layers):
+    """A preset name ("heads", "3+", "4+", "5+", "all") or a regular expression, as a regex."""
+    return LAYER_PRESETS.get(layers, layers)
+
+
+def set_trainable(model, layer_regex, verbose=0, indent=0):
+    """Make layers whose name fully matches ``layer_regex`` trainable and freeze the others.
+
+    Nested models (``rpn_model``) are entered, as Matterport. Returns the names of trainable layers.
+    """
+    trainable_names = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            if verbose > 0:
+                print(" " * indent + f"In model: {layer.name}")
+            inner = set_trainable(layer, layer_regex, verbose=verbose, indent=indent + 4)
+            layer.trainable = bool(inner) or not layer.weights
+            if inner:  # keras re-enables inner layers when the model is made trainable
+                set_trainable(layer, layer_regex, verbose=0)
+            trainable_names.extend(inner)
+            continue
+        if not layer.weights:
+            continue
+        trainable = bool(re.fullmatch(layer_regex, layer.name))
+        layer.trainable = trainable
+        if trainable:
+            trainable_names.append(layer.name)
+            if verbose > 0:
+                print(" " * indent + f"{layer.name:20}   ({layer.__class__.__name__})")
+    return trainable_names
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Write the weights after every epoch to ``path_template.format(epoch=epoch + 1)``, atomically.
+
+    The file appears only once complete (temporary file, then rename), so ``find_last`` never picks a
+    truncated checkpoint from an interrupted run.
+    """
+
+    def __init__(self, path_template, weights_model=None):
+        super().__init__()
+        self.path_template = path_template
+        self.weights_model = weights_model
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = self.path_template.format(epoch=epoch + 1)
+        save_weights(self.weights_model or self.model, path)
+        self.last_path = os.path.abspath(path)
