@@ -69,6 +69,9 @@ class Config:
     # Size of the fully-connected layers in the classification graph.
     FPN_CLASSIF_FC_LAYERS_SIZE = 1024
 
+    # Channels of the mask head's convolutions (Matterport: 256). Smaller values make tiny test models fast.
+    MASK_HEAD_SIZE = 256
+
     # Size of the top-down layers used to build the feature pyramid.
     TOP_DOWN_PYRAMID_SIZE = 256
 
@@ -224,6 +227,7 @@ class Config:
             "RPN_TRAIN_ANCHORS_PER_IMAGE", "PRE_NMS_LIMIT", "POST_NMS_ROIS_TRAINING",
             "POST_NMS_ROIS_INFERENCE", "TRAIN_ROIS_PER_IMAGE", "POOL_SIZE", "MASK_POOL_SIZE",
             "MAX_GT_INSTANCES", "DETECTION_MAX_INSTANCES", "IMAGE_CHANNEL_COUNT", "RPN_ANCHOR_STRIDE",
+            "MASK_HEAD_SIZE", "FPN_CLASSIF_FC_LAYERS_SIZE", "TOP_DOWN_PYRAMID_SIZE",
         )
         if isinstance(self.NUM_CLASSES, bool) or not isinstance(self.NUM_CLASSES, (int, np.integer)) \
                 or self.NUM_CLASSES < 2:

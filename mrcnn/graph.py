@@ -112,7 +112,8 @@ def build_training_model(config, model_class=keras.Model, seed=None):
         rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
         train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
     mrcnn_mask = build_fpn_mask_graph(rois, mrcnn_feature_maps, input_image_meta, config.MASK_POOL_SIZE,
-                                      config.NUM_CLASSES, train_bn=config.TRAIN_BN)
+                                      config.NUM_CLASSES, train_bn=config.TRAIN_BN,
+                                      head_size=config.MASK_HEAD_SIZE)
     output_rois = layers.Identity(name="output_rois")(rois)
     active_class_ids = MetaField("active_class_ids", name="active_class_ids")(input_image_meta)
 
@@ -151,7 +152,8 @@ def build_inference_model(config):
                                 name="mrcnn_detection")(rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta)
     detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
     mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, input_image_meta,
-                                      config.MASK_POOL_SIZE, config.NUM_CLASSES, train_bn=config.TRAIN_BN)
+                                      config.MASK_POOL_SIZE, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
+                                      head_size=config.MASK_HEAD_SIZE)
     return keras.Model([input_image, input_image_meta, input_anchors],
                        [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox],
                        name="mask_rcnn")

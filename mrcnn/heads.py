@@ -59,8 +59,9 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     return mrcnn_class_logits, mrcnn_class, mrcnn_bbox
 
 
-def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True):
-    """Mask head: four 3x3 convolutions, a 2x deconvolution, per-class sigmoid masks.
+def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True,
+                         head_size=256):
+    """Mask head: four 3x3 convolutions (``head_size`` channels), a 2x deconvolution, per-class masks.
 
     Returns ``[batch, num_rois, 2 * pool_size, 2 * pool_size, num_classes]`` probabilities.
     """
@@ -68,9 +69,9 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     x = PyramidROIAlign((pool_size, pool_size), name="roi_align_mask")(rois, image_meta, feature_maps)
     x = MergeRoiAxis(name="roi_align_mask_flat")(x)
     for i in range(1, 5):
-        x = layers.Conv2D(256, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
+        x = layers.Conv2D(head_size, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
         x = BatchNorm(train_bn, name=f"mrcnn_mask_bn{i}")(x)
         x = layers.Activation("relu")(x)
-    x = layers.Conv2DTranspose(256, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
+    x = layers.Conv2DTranspose(head_size, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     x = layers.Conv2D(num_classes, 1, activation="sigmoid", name="mrcnn_mask")(x)
     return SplitRoiAxis(num_rois, name="mrcnn_mask_split")(x)

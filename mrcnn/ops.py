@@ -10,21 +10,30 @@ functions and nothing else.
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
 from mrcnn.data.image_meta import meta_slices
 
-
 # ----------------------------------------------------------------------------- box math (keras.ops)
+# Largest log-scale change applied to a box, as torchvision and detectron2: exp() of an untrained
+# head's output can overflow, and one infinite box stops training.
+MAX_LOG_SCALE = math.log(1000.0 / 16)
+
+
 def apply_box_deltas(boxes, deltas):
-    """Apply ``[..., (dy, dx, log(dh), log(dw))]`` deltas to ``[..., (y1, x1, y2, x2)]`` boxes."""
+    """Apply ``[..., (dy, dx, log(dh), log(dw))]`` deltas to ``[..., (y1, x1, y2, x2)]`` boxes.
+
+    The log-scale deltas are capped at :data:`MAX_LOG_SCALE` (a 62.5x growth).
+    """
     height = boxes[..., 2] - boxes[..., 0]
     width = boxes[..., 3] - boxes[..., 1]
     center_y = boxes[..., 0] + 0.5 * height + deltas[..., 0] * height
     center_x = boxes[..., 1] + 0.5 * width + deltas[..., 1] * width
-    height = height * ops.exp(deltas[..., 2])
-    width = width * ops.exp(deltas[..., 3])
+    height = height * ops.exp(ops.minimum(deltas[..., 2], MAX_LOG_SCALE))
+    width = width * ops.exp(ops.minimum(deltas[..., 3], MAX_LOG_SCALE))
     y1 = center_y - 0.5 * height
     x1 = center_x - 0.5 * width
     return ops.stack([y1, x1, y1 + height, x1 + width], axis=-1)

@@ -61,15 +61,16 @@ def save_weights(model, filepath):
     try:
         with h5py.File(tmp, "w") as f:
             layers = weight_layers(model)
-            f.attrs["layer_names"] = [layer.name.encode("utf8") for layer in layers]
+            # Fixed-length byte strings, as Keras 2 stored them
+            f.attrs["layer_names"] = np.array([layer.name.encode("utf8") for layer in layers], dtype="S")
             f.attrs["backend"] = keras.backend.backend().encode("utf8")
             f.attrs["keras_version"] = keras.__version__.encode("utf8")
             for layer in layers:
                 group = f.create_group(layer.name)
                 names = _weight_names(layer)
-                group.attrs["weight_names"] = [name.encode("utf8") for name in names]
+                group.attrs["weight_names"] = np.array([name.encode("utf8") for name in names], dtype="S")
                 for name, variable in zip(names, layer.weights):
-                    group.create_dataset(name, data=keras.ops.convert_to_numpy(variable))
+                    group.create_dataset(name, data=np.asarray(variable.numpy()))
         os.replace(tmp, filepath)
     finally:
         if os.path.exists(tmp):

@@ -35,3 +35,38 @@ def shapes_dataset():
     dataset.load_shapes(8, 96, 160, seed=3)
     dataset.prepare()
     return dataset
+
+
+def tiny_backbone(image, stage5=True, train_bn=False):
+    """A five-stage, few-channel backbone (strides 2..32) for fast model tests; names caught by presets."""
+    from keras import layers
+
+    from mrcnn.backbone import BatchNorm
+
+    x, stages = image, []
+    for i, filters in enumerate([16, 32, 48, 64, 96], start=1):
+        x = layers.Conv2D(filters, 3, strides=2, padding="same", name=f"res{i}_tiny_a")(x)
+        x = BatchNorm(train_bn, name=f"bn{i}_tiny_a")(x)
+        x = layers.Activation("relu")(x)
+        x = layers.Conv2D(filters, 3, padding="same", name=f"res{i}_tiny_b")(x)
+        x = BatchNorm(train_bn, name=f"bn{i}_tiny_b")(x)
+        x = layers.Activation("relu")(x)
+        stages.append(x)
+    return stages
+
+
+class TinyModelConfig(TinyConfig):
+    """A whole Mask R-CNN small enough to build and run in seconds on a CPU."""
+
+    NAME = "tinymodel"
+    BACKBONE = staticmethod(tiny_backbone)
+    POST_NMS_ROIS_TRAINING = 100
+    POST_NMS_ROIS_INFERENCE = 50
+    TRAIN_ROIS_PER_IMAGE = 16
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 64
+    DETECTION_MAX_INSTANCES = 8
+    FPN_CLASSIF_FC_LAYERS_SIZE = 32
+    TOP_DOWN_PYRAMID_SIZE = 32
+    MASK_HEAD_SIZE = 16
+    STEPS_PER_EPOCH = 2
+    VALIDATION_STEPS = 1

@@ -1,0 +1,56 @@
+"""Graph box math (keras.ops) against the NumPy utilities."""
+
+import numpy as np
+from keras import ops
+
+from mrcnn import ops as mops
+from mrcnn import utils
+
+
+def _random_boxes(rng, n, scale=1.0):
+    corner = rng.uniform(0, 0.7, (n, 2)) * scale
+    return np.concatenate([corner, corner + rng.uniform(0.05, 0.3, (n, 2)) * scale], axis=1).astype(np.float32)
+
+
+def test_box_math_matches_numpy():
+    rng = np.random.default_rng(0)
+    boxes, targets = _random_boxes(rng, 20), _random_boxes(rng, 20)
+    deltas = ops.convert_to_numpy(mops.box_refinement(boxes, targets))
+    np.testing.assert_allclose(deltas, utils.box_refinement(boxes, targets), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(mops.apply_box_deltas(boxes, deltas)),
+                               utils.apply_box_deltas(boxes, deltas), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(mops.overlaps(boxes, targets)),
+                               utils.compute_overlaps(boxes, targets), atol=1e-6)
+    batched = ops.convert_to_numpy(mops.overlaps(np.stack([boxes, targets]), np.stack([targets, boxes])))
+    np.testing.assert_allclose(batched[1], utils.compute_overlaps(targets, boxes), atol=1e-6)
+
+
+def test_norm_denorm_and_clip():
+    pixel = np.array([[0, 0, 100, 200], [10, 20, 51, 101]])
+    normalized = ops.convert_to_numpy(mops.norm_boxes(pixel, (100, 200)))
+    np.testing.assert_allclose(normalized, utils.norm_boxes(pixel, (100, 200)), rtol=1e-6)
+    assert ops.convert_to_numpy(mops.denorm_boxes(normalized, (100, 200))).tolist() == pixel.tolist()
+    boxes = np.array([[[-0.1, 0.2, 0.5, 1.3]], [[0.3, 0.3, 0.4, 0.4]]], np.float32)
+    windows = np.array([[0.0, 0.0, 1.0, 1.0], [0.35, 0.0, 0.6, 1.0]], np.float32)
+    clipped = ops.convert_to_numpy(mops.clip_boxes(boxes, windows[:, None, :]))
+    np.testing.assert_allclose(clipped, [[[0.0, 0.2, 0.5, 1.0]], [[0.35, 0.3, 0.4, 0.4]]])
+
+
+def test_nms_padded_matches_numpy_nms():
+    rng = np.random.default_rng(1)
+    boxes = np.stack([_random_boxes(rng, 60), _random_boxes(rng, 60)])
+    scores = rng.random((2, 60)).astype(np.float32)
+    ix, valid = mops.non_max_suppression_padded(boxes, scores, 50, 0.3)
+    ix, valid = ops.convert_to_numpy(ix), ops.convert_to_numpy(valid)
+    for b in range(2):
+        expected = utils.non_max_suppression(boxes[b], scores[b], 0.3)
+        assert ix[b][valid[b]].tolist() == expected.tolist()
+        assert not valid[b][len(expected):].any() and (ix[b][~valid[b]] == 0).all()
+
+
+def test_crop_and_resize_samples_pixel_centres_at_box_corners():
+    image = np.arange(5 * 5, dtype=np.float32).reshape(1, 5, 5, 1)
+    # The box from pixel (1, 1) to pixel (3, 3) in normalized coordinates (size - 1 = 4)
+    crop = ops.convert_to_numpy(mops.crop_and_resize(image, np.array([[0.25, 0.25, 0.75, 0.75]], np.float32),
+                                                     np.array([0]), (3, 3)))
+    np.testing.assert_allclose(crop[0, :, :, 0], image[0, 1:4, 1:4, 0])
