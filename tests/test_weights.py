@@ -29,8 +29,7 @@ def write_matterport_layout(path, model, rng):
                 names = [f"{inner.name}/{w.name}:0" for inner in layer.layers for w in inner.weights]
             else:
                 names = [f"{layer.name}/{w.name}:0" for w in layer.weights]
-            group.attrs["weight_names"] = np.array([n.encode() for n in names], dtype="S%d" % max(
-                [len(n) for n in names] + [1]))
+            group.attrs["weight_names"] = np.array([n.encode() for n in names], dtype="S")
             arrays = [rng.normal(size=tuple(w.shape)).astype(np.float32) for w in layer.weights]
             for name, array in zip(names, arrays):
                 group.create_dataset(name, data=array)
