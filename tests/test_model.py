@@ -1,0 +1,159 @@
+"""MaskRCNN facade: layer names, presets, training logs, checkpoints and resume, detect."""
+
+import csv
+import os
+import re
+
+import numpy as np
+import pytest
+
+from mrcnn import model as modellib
+from mrcnn.config import Config
+from mrcnn.data.generator import DataGenerator
+from mrcnn.losses import LOSS_NAMES
+from mrcnn.shapes import ShapesDataset
+from tests.conftest import TinyModelConfig
+
+REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference",
+                         "matterport_coco_layer_names.txt")
+
+
+class Resnet101Config(Config):
+    NAME = "coco"
+    NUM_CLASSES = 81
+    IMAGES_PER_GPU = 1
+    IMAGE_MIN_DIM = IMAGE_MAX_DIM = 256
+
+
+def _reference_names():
+    if os.path.isfile(REFERENCE):
+        with open(REFERENCE) as f:
+            return [line.strip() for line in f if line.strip()]
+    return None
+
+
+WEIGHT_LAYER = re.compile(
+    r"conv1|bn_conv1|(res|bn)\d[a-z]_branch(1|2[abc])|fpn_c\dp\d|fpn_p[2-5]|rpn_model|"
+    r"mrcnn_(class_conv\d|class_bn\d|mask_conv\d|mask_bn\d|bbox_fc|mask_deconv|class_logits|mask)")
+
+
+def test_resnet101_layer_names_are_matterports():
+    model = modellib.MaskRCNN("training", Resnet101Config(), "unused").keras_model
+    weighted = [layer.name for layer in model.layers if layer.weights]
+    assert len(weighted) == 216 + 1 + 6 + 10  # backbone + FPN, rpn_model, classifier, mask head
+    assert [layer.name for layer in model.get_layer("rpn_model").layers if layer.weights] == [
+        "rpn_conv_shared", "rpn_class_raw", "rpn_bbox_pred"]
+    for name in ("rpn_class_logits", "ROI", "proposal_targets", "output_rois", *LOSS_NAMES):
+        assert model.get_layer(name) is not None
+    reference = _reference_names()
+    if reference is not None:  # shared/ sits beside the checkout, here and in CI
+        assert len(reference) == 406
+        assert sorted(n for n in reference if WEIGHT_LAYER.fullmatch(n)) == sorted(weighted)
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    dataset = ShapesDataset()
+    dataset.load_shapes(12, 96, 160, seed=7)
+    dataset.prepare()
+    return dataset
+
+
+def test_layer_presets_select_matterports_layers(tmp_path):
+    model = modellib.MaskRCNN("training", TinyModelConfig(), tmp_path)
+    heads = set(model.set_trainable("heads", verbose=0))
+    assert "mrcnn_class_logits" in heads and "fpn_c5p5" in heads and "rpn_conv_shared" in heads
+    assert not any(n.startswith(("res", "bn")) for n in heads)
+    assert model.keras_model.get_layer("rpn_model").trainable
+    four = set(model.set_trainable("4+", verbose=0))
+    assert {"res4_tiny_a", "bn5_tiny_b", "mrcnn_mask"} <= four and "res3_tiny_a" not in four
+    everything = set(model.set_trainable("all", verbose=0))
+    assert {"res1_tiny_a", "bn1_tiny_a"} <= everything
+    assert set(model.set_trainable(r"mrcnn\_mask.*", verbose=0)) == {
+        f"mrcnn_mask_conv{i}" for i in range(1, 5)} | {f"mrcnn_mask_bn{i}" for i in range(1, 5)} | {
+        "mrcnn_mask_deconv", "mrcnn_mask"}
+
+
+def test_no_objects_gives_zero_box_and_mask_loss(tmp_path, shapes):
+    model = modellib.MaskRCNN("training", TinyModelConfig(TRAIN_ADD_GT_PROPOSALS=True), tmp_path, seed=0)
+    inputs, _ = DataGenerator(shapes, model.config, seed=0)[0]
+    outputs = model.keras_model(inputs, training=True)
+    losses = dict(zip(LOSS_NAMES, (float(v) for v in outputs[-5:])))
+    assert losses["mrcnn_bbox_loss"] > 0 and losses["mrcnn_mask_loss"] > 0
+    inputs[4][:] = 0  # no ground-truth instance
+    inputs[5][:] = 0
+    inputs[6][:] = False
+    outputs = model.keras_model(inputs, training=True)
+    losses = dict(zip(LOSS_NAMES, (float(v) for v in outputs[-5:])))
+    assert losses["mrcnn_bbox_loss"] == 0.0 and losses["mrcnn_mask_loss"] == 0.0
+    assert all(np.isfinite(v) for v in losses.values())
+
+
+def test_training_logs_checkpoints_and_resume(tmp_path, shapes):
+    config = TinyModelConfig(TRAIN_ADD_GT_PROPOSALS=True)
+    model = modellib.MaskRCNN("training", config, tmp_path, seed=0)
+    before = model.keras_model.get_layer("mrcnn_class_logits").get_weights()[0].copy()
+    model.train(shapes, shapes, learning_rate=0.01, epochs=2, layers="heads", verbose=0)
+    after = model.keras_model.get_layer("mrcnn_class_logits").get_weights()[0]
+    assert not np.allclose(before, after)  # heads trained
+    run = model.log_dir
+    assert sorted(f for f in os.listdir(run) if f.endswith(".h5")) == [
+        "mask_rcnn_tinymodel_0001.h5", "mask_rcnn_tinymodel_0002.h5"]
+    assert any(f.startswith("events") for _, _, files in os.walk(run) for f in files)  # TensorBoard
+    with open(os.path.join(run, "training_log.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    for name in LOSS_NAMES:
+        assert all(np.isfinite(float(r[name])) and np.isfinite(float(r["val_" + name])) for r in rows)
+
+    # A partial write (what a killed process could leave) is never picked
+    open(os.path.join(run, ".tmp-abc.h5"), "wb").close()
+    last = model.find_last()
+    assert last == os.path.join(run, "mask_rcnn_tinymodel_0002.h5")
+
+    resumed = modellib.MaskRCNN("training", config, tmp_path, seed=0)
+    resumed.load_weights(last)
+    assert resumed.epoch == 2 and resumed.log_dir == run
+    resumed.train(shapes, shapes, learning_rate=0.01, epochs=3, layers="all", verbose=0)
+    assert os.path.isfile(os.path.join(run, "mask_rcnn_tinymodel_0003.h5"))
+    with open(os.path.join(run, "training_log.csv")) as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1", "2"]
+
+
+def test_find_last_without_checkpoints_is_a_clear_error(tmp_path):
+    model = modellib.MaskRCNN("inference", TinyModelConfig(), tmp_path)
+    with pytest.raises(FileNotFoundError, match="tinymodel"):
+        model.find_last()
+
+
+def test_detect_any_number_of_images_of_any_size(tmp_path, shapes):
+    config = TinyModelConfig(IMAGES_PER_GPU=2, DETECTION_MIN_CONFIDENCE=0.0)
+    model = modellib.MaskRCNN("inference", config, tmp_path)
+    rng = np.random.default_rng(0)
+    images = [
+        shapes.load_image(0),                                      # RGB
+        rng.integers(0, 255, (40, 700), dtype=np.uint8),           # grayscale, very wide
+        rng.integers(0, 255, (30, 30, 4), dtype=np.uint8),         # RGBA
+        rng.integers(0, 255, (5, 7, 3), dtype=np.uint8),           # tiny
+        rng.random((90, 60, 1)).astype(np.float32),                # float, one channel
+    ]
+    results = model.detect(images)
+    assert len(results) == 5
+    for image, result in zip(images, results):
+        n = len(result["class_ids"])
+        assert result["rois"].shape == (n, 4) and result["scores"].shape == (n,)
+        assert result["masks"].shape == image.shape[:2] + (n,) and result["masks"].dtype == bool
+        assert ((result["class_ids"] >= 1) & (result["class_ids"] < config.NUM_CLASSES)).all()
+        if n:
+            assert (result["rois"][:, 2] <= image.shape[0]).all() and (result["rois"][:, 3] <= image.shape[1]).all()
+    with pytest.raises(ValueError, match="1, 3 or 4 channels, got 5"):
+        model.detect([np.zeros((8, 8, 5))])
+
+
+def test_run_graph_returns_named_intermediate_outputs(tmp_path, shapes):
+    model = modellib.MaskRCNN("inference", TinyModelConfig(IMAGES_PER_GPU=1), tmp_path)
+    out = model.run_graph([shapes.load_image(1)], [("proposals", "ROI"), ("detections", "mrcnn_detection"),
+                                                   ("p2", "fpn_p2")])
+    assert list(out) == ["proposals", "detections", "p2"]
+    assert out["proposals"].shape == (1, 50, 4) and out["detections"].shape == (1, 8, 6)
+    assert out["p2"].shape == (1, 32, 32, 32)
