@@ -294,13 +294,15 @@ class MaskRCNN:
     def run_graph(self, images, outputs, image_metas=None):
         """Run the graph on ``images`` and return the named intermediate tensors (for notebooks).
 
-        outputs: ``[(name, layer_name_or_tensor), ...]``; a layer name returns that layer's output
-        (nested layers: "rpn_model/rpn_class_raw" is not supported, use top-level names).
-        Returns an ordered dict ``{name: numpy array}``.
+        outputs: ``[(name, layer_name_or_tensor), ...]``; a layer name gives that top-level layer's
+        output, a list of arrays for a layer with several outputs (``proposal_targets``).
+        In inference mode ``images`` are images (molded here); in training mode, the generator's
+        seven input arrays. Returns an ordered dict ``{name: numpy array (or list of them)}``.
         """
         model = self.keras_model
         tensors = [model.get_layer(t).output if isinstance(t, str) else t for _, t in outputs]
-        probe = keras.Model(model.inputs, tensors)
+        flat = [t for tensor in tensors for t in (tensor if isinstance(tensor, (list, tuple)) else [tensor])]
+        probe = keras.Model(model.inputs, flat)
         if self.mode == "inference":
             molded_images, metas, _ = self.mold_inputs([_as_rgb(i) for i in images])
             if image_metas is not None:
@@ -309,10 +311,15 @@ class MaskRCNN:
             anchors = np.broadcast_to(anchors, (len(molded_images),) + anchors.shape)
             values = probe.predict_on_batch([molded_images, metas.astype(np.float32), anchors])
         else:
-            values = probe.predict_on_batch(images)  # training mode: pass the generator's inputs
-        if len(tensors) == 1:
-            values = [values]
-        return OrderedDict((name, keras.ops.convert_to_numpy(v)) for (name, _), v in zip(outputs, values))
+            values = probe.predict_on_batch(list(images))
+        values = [keras.ops.convert_to_numpy(v) for v in (values if len(flat) > 1 else [values])]
+        result = OrderedDict()
+        for (name, _), tensor in zip(outputs, tensors):
+            if isinstance(tensor, (list, tuple)):
+                result[name], values = values[:len(tensor)], values[len(tensor):]
+            else:
+                result[name], values = values[0], values[1:]
+        return result
 
 
 class _Batches(keras.utils.PyDataset):

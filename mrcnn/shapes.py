@@ -10,6 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from mrcnn.boxes import non_max_suppression
 from mrcnn.dataset import Dataset
 
 SHAPES = ("square", "circle", "triangle")
@@ -42,13 +43,15 @@ class ShapesDataset(Dataset):
     def load_shapes(self, count, height, width, seed=0, max_shapes=4, min_shapes=1, empty_fraction=0.0):
         """Register ``count`` images of ``height`` x ``width`` (at most 255 shapes each).
 
-        Each holds ``min_shapes``..``max_shapes`` shapes; ``empty_fraction`` of the images hold none.
+        As Matterport's ``random_image``: each image draws ``min_shapes``..``max_shapes`` shapes, drops
+        those whose box overlaps an earlier one by IoU > 0.3, and ``empty_fraction`` of the images hold
+        none. Sizes and margins scale with the image (Matterport's values at 128 px).
         """
+        if max_shapes > 255:
+            raise ValueError(f"load_shapes: at most 255 shapes per image, got max_shapes={max_shapes}")
         for i, name in enumerate(SHAPES, start=1):
             self.add_class("shapes", i, name)
         rng = np.random.default_rng(seed)
-        if max_shapes > 255:
-            raise ValueError(f"load_shapes: at most 255 shapes per image, got max_shapes={max_shapes}")
         for image_id in range(count):
             background = rng.integers(0, 256, size=3)
             if rng.random() < empty_fraction:
@@ -56,15 +59,20 @@ class ShapesDataset(Dataset):
             else:
                 specs = [self._random_shape(rng, height, width)
                          for _ in range(rng.integers(min_shapes, max_shapes + 1))]
+                boxes = np.array([[y - s, x - s, y + s, x + s] for _, _, (y, x, s) in specs])
+                keep = non_max_suppression(boxes, np.arange(len(specs)), 0.3)
+                specs = [specs[i] for i in sorted(keep)]
             self.add_image("shapes", image_id=image_id, path=None, width=width, height=height,
                            bg_color=background, shapes=specs)
 
     @staticmethod
     def _random_shape(rng, height, width):
+        """Matterport's random_shape, scaled: margin 20 px and size 20..side/4 at a 128-px side."""
         shape = SHAPES[rng.integers(len(SHAPES))]
         color = rng.integers(0, 256, size=3)
-        buffer = 20 if min(height, width) >= 100 else 4
-        size = int(rng.integers(max(4, min(height, width) // 16), max(5, min(height, width) // 4)))
+        side = min(height, width)
+        buffer = max(2, round(20 * side / 128))
+        size = int(rng.integers(buffer, max(buffer, side // 4) + 1))
         y = int(rng.integers(buffer, height - buffer))
         x = int(rng.integers(buffer, width - buffer))
         return shape, color, (y, x, size)

@@ -157,3 +157,14 @@ def test_run_graph_returns_named_intermediate_outputs(tmp_path, shapes):
     assert list(out) == ["proposals", "detections", "p2"]
     assert out["proposals"].shape == (1, 50, 4) and out["detections"].shape == (1, 8, 6)
     assert out["p2"].shape == (1, 32, 32, 32)
+
+
+def test_run_graph_in_training_mode_returns_multi_output_layers(tmp_path, shapes):
+    config = TinyModelConfig(TRAIN_ADD_GT_PROPOSALS=True, IMAGES_PER_GPU=1)
+    model = modellib.MaskRCNN("training", config, tmp_path, seed=0)
+    inputs, _ = DataGenerator(shapes, config, seed=0)[0]
+    out = model.run_graph(inputs, [("targets", "proposal_targets"), ("rois", "output_rois")])
+    rois, class_ids, deltas, masks = out["targets"]
+    assert rois.shape == (1, 16, 4) and class_ids.shape == (1, 16) and masks.shape == (1, 16, 28, 28)
+    np.testing.assert_array_equal(out["rois"], rois)
+    assert (class_ids > 0).any()  # the ground-truth boxes join the proposals
