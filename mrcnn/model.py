@@ -121,8 +121,7 @@ class MaskRCNN:
                 logger.info("Re-starting from epoch %d", self.epoch)
         name = (self.config.NAME or "mask_rcnn").lower()
         self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M}")
-        self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_*epoch*.h5").replace(
-            "*epoch*", "{epoch:04d}")
+        self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
 
     def find_last(self):
         """Path of the last checkpoint of the most recent run of this config's NAME."""
