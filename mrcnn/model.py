@@ -284,10 +284,14 @@ class MaskRCNN:
             results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks})
         return results
 
-    def _predict(self, molded_images, image_metas):
+    def _inference_inputs(self, molded_images, image_metas):
+        """The inference model's inputs: images, metas, and the anchors of their size per image."""
         anchors = self.get_anchors(molded_images.shape[1:3])
         anchors = np.broadcast_to(anchors, (len(molded_images),) + anchors.shape)
-        outputs = self.keras_model.predict_on_batch([molded_images, image_metas.astype(np.float32), anchors])
+        return [molded_images, np.asarray(image_metas).astype(np.float32), anchors]
+
+    def _predict(self, molded_images, image_metas):
+        outputs = self.keras_model.predict_on_batch(self._inference_inputs(molded_images, image_metas))
         return [keras.ops.convert_to_numpy(o) for o in outputs]
 
     def run_graph(self, images, outputs, image_metas=None):
@@ -306,9 +310,7 @@ class MaskRCNN:
             molded_images, metas, _ = self.mold_inputs([_as_rgb(i) for i in images])
             if image_metas is not None:
                 metas = image_metas
-            anchors = self.get_anchors(molded_images.shape[1:3])
-            anchors = np.broadcast_to(anchors, (len(molded_images),) + anchors.shape)
-            values = probe.predict_on_batch([molded_images, metas.astype(np.float32), anchors])
+            values = probe.predict_on_batch(self._inference_inputs(molded_images, metas))
         else:
             values = probe.predict_on_batch(list(images))
         values = [keras.ops.convert_to_numpy(v) for v in (values if len(flat) > 1 else [values])]

@@ -102,8 +102,10 @@ class DetectionTargetLayer(layers.Layer):
         positive_f = ops.cast(is_positive, "float32")
         class_ids = mops.gather_rows(gt_class_ids, assignment) * ops.cast(is_positive, "int32")
         std = ops.convert_to_tensor(self.bbox_std_dev, dtype="float32")
-        safe_rois = ops.where(is_positive[..., None], rois, ops.convert_to_tensor([0.0, 0.0, 1.0, 1.0]))
-        safe_gt = ops.where(is_positive[..., None], roi_gt_boxes, ops.convert_to_tensor([0.0, 0.0, 1.0, 1.0]))
+        # Non-positive rows get a unit box, so the delta and mask math stays finite before masking.
+        unit_box = ops.convert_to_tensor([0.0, 0.0, 1.0, 1.0])
+        safe_rois = ops.where(is_positive[..., None], rois, unit_box)
+        safe_gt = ops.where(is_positive[..., None], roi_gt_boxes, unit_box)
         deltas = mops.box_refinement(safe_rois, safe_gt) / std * positive_f[..., None]
 
         masks = self._mask_targets(gt_masks, assignment, safe_rois, safe_gt) * positive_f[..., None, None]
