@@ -1,5 +1,7 @@
-"""Local self-attention for the ResNet backbone (Ramachandran et al. 2019).
-
-Empty for now: the layer (``LocalSelfAttention2D``) and the attention bottleneck block land with the
-attention issue, after the Mask R-CNN graph they plug into.
+"""Local self-attention for the ResNet backbone (Ramachandran et al. 2019, "Stand-Alone Self-Attention
+in Vision Models"): :class:`LocalSelfAttention2D`, a Keras 3 layer written in ``keras.ops``.
 """
+
+from attention.local_attention import LocalSelfAttention2D
+
+__all__ = ["LocalSelfAttention2D"]

@@ -67,39 +67,42 @@ def identity_block(input_tensor, kernel_size, filters, stage, block, train_bn=Tr
     return _bottleneck(input_tensor, kernel_size, filters, stage, block, train_bn)
 
 
-def resnet_graph(input_image, architecture, stage5=False, train_bn=True):
+def resnet_graph(input_image, architecture, stage5=False, train_bn=True, width=64):
     """ResNet feature maps ``[C1, C2, C3, C4, C5]`` (C5 is None without ``stage5``).
 
     architecture: "resnet50" or "resnet101". Strides of C1..C5 are 4, 4, 8, 16, 32.
+    width: channels of conv1 and of stage 2's 3x3 convolutions (64 in ResNet and in Matterport's weights);
+    every stage scales with it (stage s has ``width * 2**(s-2)`` bottleneck and 4x that output channels).
     """
     if architecture not in RESNET_BLOCKS:
         raise ValueError(f"resnet_graph: architecture must be one of {sorted(RESNET_BLOCKS)}, "
                          f"got {architecture!r}")
     x = layers.ZeroPadding2D((3, 3))(input_image)
-    x = layers.Conv2D(64, 7, strides=2, name="conv1")(x)
+    w = int(width)
+    x = layers.Conv2D(w, 7, strides=2, name="conv1")(x)
     x = BatchNorm(train_bn, name="bn_conv1")(x)
     x = layers.Activation("relu")(x)
     c1 = x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
     # Stage 2
-    x = conv_block(x, 3, [64, 64, 256], stage=2, block="a", strides=(1, 1), train_bn=train_bn)
-    x = identity_block(x, 3, [64, 64, 256], stage=2, block="b", train_bn=train_bn)
-    c2 = x = identity_block(x, 3, [64, 64, 256], stage=2, block="c", train_bn=train_bn)
+    x = conv_block(x, 3, [w, w, 4 * w], stage=2, block="a", strides=(1, 1), train_bn=train_bn)
+    x = identity_block(x, 3, [w, w, 4 * w], stage=2, block="b", train_bn=train_bn)
+    c2 = x = identity_block(x, 3, [w, w, 4 * w], stage=2, block="c", train_bn=train_bn)
     # Stage 3
-    x = conv_block(x, 3, [128, 128, 512], stage=3, block="a", train_bn=train_bn)
+    x = conv_block(x, 3, [2 * w, 2 * w, 8 * w], stage=3, block="a", train_bn=train_bn)
     for block in "bcd":
-        x = identity_block(x, 3, [128, 128, 512], stage=3, block=block, train_bn=train_bn)
+        x = identity_block(x, 3, [2 * w, 2 * w, 8 * w], stage=3, block=block, train_bn=train_bn)
     c3 = x
     # Stage 4
-    x = conv_block(x, 3, [256, 256, 1024], stage=4, block="a", train_bn=train_bn)
+    x = conv_block(x, 3, [4 * w, 4 * w, 16 * w], stage=4, block="a", train_bn=train_bn)
     for i in range(RESNET_BLOCKS[architecture]):
-        x = identity_block(x, 3, [256, 256, 1024], stage=4, block=chr(98 + i), train_bn=train_bn)
+        x = identity_block(x, 3, [4 * w, 4 * w, 16 * w], stage=4, block=chr(98 + i), train_bn=train_bn)
     c4 = x
     # Stage 5
     c5 = None
     if stage5:
-        x = conv_block(x, 3, [512, 512, 2048], stage=5, block="a", train_bn=train_bn)
-        x = identity_block(x, 3, [512, 512, 2048], stage=5, block="b", train_bn=train_bn)
-        c5 = identity_block(x, 3, [512, 512, 2048], stage=5, block="c", train_bn=train_bn)
+        x = conv_block(x, 3, [8 * w, 8 * w, 32 * w], stage=5, block="a", train_bn=train_bn)
+        x = identity_block(x, 3, [8 * w, 8 * w, 32 * w], stage=5, block="b", train_bn=train_bn)
+        c5 = identity_block(x, 3, [8 * w, 8 * w, 32 * w], stage=5, block="c", train_bn=train_bn)
     return [c1, c2, c3, c4, c5]
 
 

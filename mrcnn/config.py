@@ -63,6 +63,11 @@ class Config:
     BACKBONE = "resnet101"
     COMPUTE_BACKBONE_SHAPE = None
 
+    # Channel width of the ResNet backbone: conv1 and stage 2's bottleneck width; later stages double it.
+    # 64 is ResNet's (and the only width Matterport's and ImageNet's weight files fit); 16 gives a
+    # ~1/16-cost ResNet that trains from scratch on a CPU (the synthetic Cityscapes main job).
+    RESNET_WIDTH = 64
+
     # The strides of each layer of the FPN pyramid (ResNet-101 backbone values).
     BACKBONE_STRIDES = [4, 8, 16, 32, 64]
 
@@ -227,7 +232,7 @@ class Config:
             "RPN_TRAIN_ANCHORS_PER_IMAGE", "PRE_NMS_LIMIT", "POST_NMS_ROIS_TRAINING",
             "POST_NMS_ROIS_INFERENCE", "TRAIN_ROIS_PER_IMAGE", "POOL_SIZE", "MASK_POOL_SIZE",
             "MAX_GT_INSTANCES", "DETECTION_MAX_INSTANCES", "IMAGE_CHANNEL_COUNT", "RPN_ANCHOR_STRIDE",
-            "MASK_HEAD_SIZE", "FPN_CLASSIF_FC_LAYERS_SIZE", "TOP_DOWN_PYRAMID_SIZE",
+            "MASK_HEAD_SIZE", "FPN_CLASSIF_FC_LAYERS_SIZE", "TOP_DOWN_PYRAMID_SIZE", "RESNET_WIDTH",
         )
         if isinstance(self.NUM_CLASSES, bool) or not isinstance(self.NUM_CLASSES, (int, np.integer)) \
                 or self.NUM_CLASSES < 2:
