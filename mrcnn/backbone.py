@@ -35,16 +35,28 @@ class BatchNorm(layers.BatchNormalization):
 RESNET_BLOCKS = {"resnet50": 5, "resnet101": 22}  # identity blocks in stage 4
 
 
-def _bottleneck(input_tensor, kernel_size, filters, stage, block, train_bn, strides=None):
-    """A bottleneck block; with ``strides`` it is a projection ("conv") block, else an identity block."""
+def _bottleneck(input_tensor, kernel_size, filters, stage, block, train_bn, strides=None, attention=None):
+    """A bottleneck block; with ``strides`` it is a projection ("conv") block, else an identity block.
+
+    attention: None, or ``(kernel_size, heads)`` to replace the 3x3 convolution by local self-attention,
+    named ``res<stage><block>_attention2b`` / ``bn<stage><block>_attention2b``: caught by the ``3+``..
+    ``5+`` presets, and in no weight file of the convolutional model, so those load around it.
+    """
     f1, f2, f3 = filters
     conv_name = f"res{stage}{block}_branch"
     bn_name = f"bn{stage}{block}_branch"
     x = layers.Conv2D(f1, 1, strides=strides or 1, name=conv_name + "2a")(input_tensor)
     x = BatchNorm(train_bn, name=bn_name + "2a")(x)
     x = layers.Activation("relu")(x)
-    x = layers.Conv2D(f2, kernel_size, padding="same", name=conv_name + "2b")(x)
-    x = BatchNorm(train_bn, name=bn_name + "2b")(x)
+    if attention is None:
+        x = layers.Conv2D(f2, kernel_size, padding="same", name=conv_name + "2b")(x)
+        x = BatchNorm(train_bn, name=bn_name + "2b")(x)
+    else:
+        from attention import LocalSelfAttention2D
+
+        x = LocalSelfAttention2D(f2, kernel_size=attention[0], heads=attention[1],
+                                 name=f"res{stage}{block}_attention2b")(x)
+        x = BatchNorm(train_bn, name=f"bn{stage}{block}_attention2b")(x)
     x = layers.Activation("relu")(x)
     x = layers.Conv2D(f3, 1, name=conv_name + "2c")(x)
     x = BatchNorm(train_bn, name=bn_name + "2c")(x)
@@ -57,52 +69,61 @@ def _bottleneck(input_tensor, kernel_size, filters, stage, block, train_bn, stri
     return layers.Activation("relu", name=f"res{stage}{block}_out")(x)
 
 
-def conv_block(input_tensor, kernel_size, filters, stage, block, strides=(2, 2), train_bn=True):
+def conv_block(input_tensor, kernel_size, filters, stage, block, strides=(2, 2), train_bn=True, attention=None):
     """Bottleneck with a projection shortcut (Matterport's ``conv_block``)."""
-    return _bottleneck(input_tensor, kernel_size, filters, stage, block, train_bn, strides=strides)
+    return _bottleneck(input_tensor, kernel_size, filters, stage, block, train_bn, strides=strides,
+                       attention=attention)
 
 
-def identity_block(input_tensor, kernel_size, filters, stage, block, train_bn=True):
+def identity_block(input_tensor, kernel_size, filters, stage, block, train_bn=True, attention=None):
     """Bottleneck with an identity shortcut (Matterport's ``identity_block``)."""
-    return _bottleneck(input_tensor, kernel_size, filters, stage, block, train_bn)
+    return _bottleneck(input_tensor, kernel_size, filters, stage, block, train_bn, attention=attention)
 
 
-def resnet_graph(input_image, architecture, stage5=False, train_bn=True, width=64):
+def resnet_graph(input_image, architecture, stage5=False, train_bn=True, width=64, attention_stages=(),
+                 attention_kernel=7, attention_heads=8):
     """ResNet feature maps ``[C1, C2, C3, C4, C5]`` (C5 is None without ``stage5``).
 
     architecture: "resnet50" or "resnet101". Strides of C1..C5 are 4, 4, 8, 16, 32.
     width: channels of conv1 and of stage 2's 3x3 convolutions (64 in ResNet and in Matterport's weights);
     every stage scales with it (stage s has ``width * 2**(s-2)`` bottleneck and 4x that output channels).
+    attention_stages: stages (2-5) whose bottlenecks use local self-attention
+    (``attention.LocalSelfAttention2D(kernel_size=attention_kernel, heads=attention_heads)``) instead of
+    their 3x3 convolution; the stem and the 1x1 convolutions stay.
     """
     if architecture not in RESNET_BLOCKS:
         raise ValueError(f"resnet_graph: architecture must be one of {sorted(RESNET_BLOCKS)}, "
                          f"got {architecture!r}")
     x = layers.ZeroPadding2D((3, 3))(input_image)
     w = int(width)
+    # Per stage: the blocks' batch-norm mode and their attention (None: the 3x3 convolution)
+    opts = {stage: {"train_bn": train_bn,
+                    "attention": (attention_kernel, attention_heads) if stage in attention_stages else None}
+            for stage in (2, 3, 4, 5)}
     x = layers.Conv2D(w, 7, strides=2, name="conv1")(x)
     x = BatchNorm(train_bn, name="bn_conv1")(x)
     x = layers.Activation("relu")(x)
     c1 = x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
     # Stage 2
-    x = conv_block(x, 3, [w, w, 4 * w], stage=2, block="a", strides=(1, 1), train_bn=train_bn)
-    x = identity_block(x, 3, [w, w, 4 * w], stage=2, block="b", train_bn=train_bn)
-    c2 = x = identity_block(x, 3, [w, w, 4 * w], stage=2, block="c", train_bn=train_bn)
+    x = conv_block(x, 3, [w, w, 4 * w], stage=2, block="a", strides=(1, 1), **opts[2])
+    x = identity_block(x, 3, [w, w, 4 * w], stage=2, block="b", **opts[2])
+    c2 = x = identity_block(x, 3, [w, w, 4 * w], stage=2, block="c", **opts[2])
     # Stage 3
-    x = conv_block(x, 3, [2 * w, 2 * w, 8 * w], stage=3, block="a", train_bn=train_bn)
+    x = conv_block(x, 3, [2 * w, 2 * w, 8 * w], stage=3, block="a", **opts[3])
     for block in "bcd":
-        x = identity_block(x, 3, [2 * w, 2 * w, 8 * w], stage=3, block=block, train_bn=train_bn)
+        x = identity_block(x, 3, [2 * w, 2 * w, 8 * w], stage=3, block=block, **opts[3])
     c3 = x
     # Stage 4
-    x = conv_block(x, 3, [4 * w, 4 * w, 16 * w], stage=4, block="a", train_bn=train_bn)
+    x = conv_block(x, 3, [4 * w, 4 * w, 16 * w], stage=4, block="a", **opts[4])
     for i in range(RESNET_BLOCKS[architecture]):
-        x = identity_block(x, 3, [4 * w, 4 * w, 16 * w], stage=4, block=chr(98 + i), train_bn=train_bn)
+        x = identity_block(x, 3, [4 * w, 4 * w, 16 * w], stage=4, block=chr(98 + i), **opts[4])
     c4 = x
     # Stage 5
     c5 = None
     if stage5:
-        x = conv_block(x, 3, [8 * w, 8 * w, 32 * w], stage=5, block="a", train_bn=train_bn)
-        x = identity_block(x, 3, [8 * w, 8 * w, 32 * w], stage=5, block="b", train_bn=train_bn)
-        c5 = identity_block(x, 3, [8 * w, 8 * w, 32 * w], stage=5, block="c", train_bn=train_bn)
+        x = conv_block(x, 3, [8 * w, 8 * w, 32 * w], stage=5, block="a", **opts[5])
+        x = identity_block(x, 3, [8 * w, 8 * w, 32 * w], stage=5, block="b", **opts[5])
+        c5 = identity_block(x, 3, [8 * w, 8 * w, 32 * w], stage=5, block="c", **opts[5])
     return [c1, c2, c3, c4, c5]
 
 

@@ -68,6 +68,15 @@ class Config:
     # ~1/16-cost ResNet that trains from scratch on a CPU (the synthetic Cityscapes main job).
     RESNET_WIDTH = 64
 
+    # Local self-attention (Ramachandran et al. 2019) in place of the 3x3 convolution of every bottleneck
+    # of these ResNet stages (2-5); () is the plain ResNet. The paper found convolutions early and
+    # attention late the best trade-off; ATTENTION_DEFAULT_STAGES is what `cityscapes.py --attention` uses.
+    # ATTENTION_KERNEL is the side of each pixel's memory block, ATTENTION_HEADS the number of heads.
+    ATTENTION_STAGES = ()
+    ATTENTION_DEFAULT_STAGES = (4, 5)
+    ATTENTION_KERNEL = 7
+    ATTENTION_HEADS = 8
+
     # The strides of each layer of the FPN pyramid (ResNet-101 backbone values).
     BACKBONE_STRIDES = [4, 8, 16, 32, 64]
 
@@ -240,6 +249,7 @@ class Config:
                                       "set it in your Config subclass")
         if not (callable(self.BACKBONE) or self.BACKBONE in BACKBONES):
             self._fail("BACKBONE", f"must be one of {BACKBONES} or a callable building the backbone")
+        self._validate_attention()
         if self.COMPUTE_BACKBONE_SHAPE is not None and not callable(self.COMPUTE_BACKBONE_SHAPE):
             self._fail("COMPUTE_BACKBONE_SHAPE", "must be None or a callable f(image_shape)")
         if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):
@@ -277,6 +287,24 @@ class Config:
             self._fail("LEARNING_RATE", "must be positive")
         if self.GRADIENT_CLIP_NORM is not None and self.GRADIENT_CLIP_NORM <= 0:
             self._fail("GRADIENT_CLIP_NORM", "must be positive (or None for no clipping)")
+
+    def _validate_attention(self):
+        stages = tuple(self.ATTENTION_STAGES)
+        if not stages:
+            return
+        if not set(stages) <= {2, 3, 4, 5} or len(set(stages)) != len(stages):
+            self._fail("ATTENTION_STAGES", "must list distinct ResNet stages among 2, 3, 4, 5 (e.g. (4, 5))")
+        if callable(self.BACKBONE):
+            self._fail("ATTENTION_STAGES", "applies to the built-in ResNet backbones only, not a callable BACKBONE")
+        self._require_positive_int("ATTENTION_KERNEL", "ATTENTION_HEADS")
+        if self.ATTENTION_KERNEL % 2 == 0:
+            self._fail("ATTENTION_KERNEL", "must be odd (a window centred on its pixel)")
+        for stage in stages:
+            width = self.RESNET_WIDTH * 2 ** (stage - 2)
+            if width % self.ATTENTION_HEADS or (width // self.ATTENTION_HEADS) % 2:
+                self._fail("ATTENTION_HEADS", f"stage {stage} has {width} bottleneck channels "
+                                              f"(RESNET_WIDTH * 2**(stage-2)): heads must divide them into "
+                                              f"groups of even depth")
 
     def _require_multiple_of_64(self, name):
         value = getattr(self, name)

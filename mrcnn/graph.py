@@ -42,7 +42,10 @@ def _backbone(input_image, config):
         c1, c2, c3, c4, c5 = config.BACKBONE(input_image, stage5=True, train_bn=config.TRAIN_BN)
     else:
         c1, c2, c3, c4, c5 = resnet_graph(input_image, config.BACKBONE, stage5=True,
-                                          train_bn=config.TRAIN_BN, width=config.RESNET_WIDTH)
+                                          train_bn=config.TRAIN_BN, width=config.RESNET_WIDTH,
+                                          attention_stages=tuple(config.ATTENTION_STAGES),
+                                          attention_kernel=config.ATTENTION_KERNEL,
+                                          attention_heads=config.ATTENTION_HEADS)
     return fpn_graph(c2, c3, c4, c5, config.TOP_DOWN_PYRAMID_SIZE)
 
 

@@ -126,7 +126,8 @@ class MaskRCNN:
     def find_last(self):
         """Path of the last checkpoint of the most recent run of this config's NAME."""
         name = (self.config.NAME or "mask_rcnn").lower()
-        runs = sorted(d for d in os.listdir(self.model_dir) if d.startswith(name)) \
+        run_re = re.compile(re.escape(name) + r"\d{8}T\d{4}$")  # not the runs of "<name>_other" configs
+        runs = sorted(d for d in os.listdir(self.model_dir) if run_re.match(d)) \
             if os.path.isdir(self.model_dir) else []
         for run in reversed(runs):
             run_dir = os.path.join(self.model_dir, run)

@@ -68,7 +68,8 @@ def build_parser():
     parser.add_argument("--classes", type=int, choices=(8, 10), default=8,
                         help="8 benchmark classes, or all 10 instance classes (adds caravan, trailer)")
     parser.add_argument("--attention", action="store_true",
-                        help="local self-attention in the ResNet bottlenecks (the attention issue)")
+                        help="local self-attention instead of the 3x3 convolutions of ResNet stages 4 and 5 "
+                             "(Config.ATTENTION_DEFAULT_STAGES); checkpoints of such runs need the flag too")
     parser.add_argument("--subset", default="val", help="subset to evaluate")
     parser.add_argument("--image", default=None, help="detect: an image file or a folder of images; "
                                                       "default: the first frames of --subset")
@@ -94,8 +95,9 @@ def make_config(args):
     if args.steps:
         overrides["STEPS_PER_EPOCH"] = args.steps
     if args.attention:
-        raise UsageError("--attention: the local self-attention backbone is not wired in yet (the attention "
-                         "issue adds it); train without --attention for now.")
+        base = SyntheticCityscapesConfig if synthetic else CityscapesConfig
+        overrides["ATTENTION_STAGES"] = tuple(base.ATTENTION_DEFAULT_STAGES)
+        overrides["NAME"] = base.NAME + "_attention"  # its own runs: --weights=last never mixes the two
     return (SyntheticCityscapesConfig if synthetic else CityscapesConfig)(**overrides)
 
 
