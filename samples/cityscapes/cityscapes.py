@@ -31,6 +31,7 @@ if ROOT_DIR not in sys.path:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+from attention.cost import StepTimer  # noqa: E402
 from mrcnn import model as modellib  # noqa: E402
 from mrcnn.config import ConfigError  # noqa: E402
 from mrcnn.dataset import ImageLoadError  # noqa: E402
@@ -43,7 +44,7 @@ from samples.cityscapes.config import (  # noqa: E402
 from samples.cityscapes.dataset import BENCHMARK_CLASSES, INSTANCE_CLASSES, CityscapesDataError  # noqa: E402
 
 DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
-SYNTHETIC_EPOCHS = 8  # the main job's default length on the synthetic set
+SYNTHETIC_EPOCHS = 10  # the main job's default length on the synthetic set
 
 
 def build_parser():
@@ -127,7 +128,11 @@ def run_train(args):
     print(f"Starting weights: {path or 'random initialisation'}")
     import imgaug.augmenters as iaa  # after mrcnn: its numpy-2 aliases are in place
 
-    jobs.train_stages(model, train_set, val_set, stages, augmentation=iaa.Fliplr(0.5))
+    timer = StepTimer()
+    jobs.train_stages(model, train_set, val_set, stages, augmentation=iaa.Fliplr(0.5), custom_callbacks=[timer])
+    summary_path = os.path.join(model.log_dir, "run_summary.json")
+    jobs.write_run_summary(model, timer, summary_path)
+    print(f"Saved {summary_path}")
     for subset in (train_set, val_set):
         if subset.skipped:
             print(f"Skipped {len(subset.skipped)} bad frames (see the log above)")

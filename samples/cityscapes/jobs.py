@@ -38,8 +38,9 @@ COCO_WEIGHTS_PATH = os.path.join(ROOT_DIR, "mask_rcnn_coco.h5")  # where Matterp
 HEAD_LAYERS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
 # Matterport coco.py: heads for 40 epochs, ResNet stage 4 and up until 120, everything at LR/10 until 160.
 DEFAULT_SCHEDULE = "heads:40,4+:120,all:160:0.1"
-SYNTHETIC_COUNTS = {"train": 48, "val": 12}
-SYNTHETIC_VERSION = 1  # bump when synthetic.py changes what it draws
+SYNTHETIC_COUNTS = {"train": 96, "val": 16}
+SYNTHETIC_SIZE = (128, 256)  # frame height, width: Cityscapes' 1:2 aspect at 1/8 of its side
+SYNTHETIC_VERSION = 2  # bump when synthetic.py changes what it draws or the counts and size change
 
 
 class WeightsChoiceError(RuntimeError):
@@ -66,7 +67,8 @@ def synthetic_root(cache=None, progress=True):
         partial = tempfile.mkdtemp(prefix=".partial-", dir=os.path.dirname(root))
         try:
             print(f"Generating the synthetic Cityscapes set into {root} (once)")
-            generate(partial, dict(SYNTHETIC_COUNTS), seed=0, progress=progress)
+            generate(partial, dict(SYNTHETIC_COUNTS), height=SYNTHETIC_SIZE[0], width=SYNTHETIC_SIZE[1], seed=0,
+                     progress=progress)
             os.replace(partial, root)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
@@ -181,7 +183,7 @@ def parse_schedule(text, epochs=None, learning_rate=1.0):
     return [(layers, end, learning_rate * factor) for layers, end, factor in stages]
 
 
-def train_stages(model, train_set, val_set, stages, augmentation=None, verbose=1):
+def train_stages(model, train_set, val_set, stages, augmentation=None, custom_callbacks=None, verbose=1):
     """Run the stages in order, skipping those a resumed model has already finished."""
     for layers, end, learning_rate in stages:
         if end <= model.epoch:
@@ -189,7 +191,27 @@ def train_stages(model, train_set, val_set, stages, augmentation=None, verbose=1
             continue
         print(f"Training {layers!r} until epoch {end}, learning rate {learning_rate:g}")
         model.train(train_set, val_set, learning_rate=learning_rate, epochs=end, layers=layers,
-                    augmentation=augmentation, verbose=verbose)
+                    augmentation=augmentation, custom_callbacks=custom_callbacks, verbose=verbose)
+
+
+def write_run_summary(model, timer, path):
+    """Cost of the run, for comparisons: parameters, backbone FLOPs, seconds per step, peak memory."""
+    from attention.cost import backbone_flops, backbone_params, peak_rss_mb
+
+    config = model.config
+    summary = {
+        "name": config.NAME, "attention_stages": list(config.ATTENTION_STAGES),
+        "attention_kernel": config.ATTENTION_KERNEL, "attention_heads": config.ATTENTION_HEADS,
+        "backbone": config.BACKBONE if isinstance(config.BACKBONE, str) else "callable",
+        "resnet_width": config.RESNET_WIDTH, "input_shape": [int(v) for v in config.IMAGE_SHAPE],
+        "params": int(model.keras_model.count_params()), "backbone_params": backbone_params(model.keras_model),
+        "backbone_gflops_per_image": backbone_flops(model.keras_model) / 1e9,
+        "seconds_per_step": timer.seconds_per_step(), "images_per_step": config.BATCH_SIZE,
+        "steps_timed": len(timer.times), "epochs": model.epoch, "peak_rss_mb": peak_rss_mb(),
+    }
+    with open(path, "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary
 
 
 # ---------------------------------------------------------------------------------------------- evaluation

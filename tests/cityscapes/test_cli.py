@@ -33,6 +33,9 @@ def test_train_evaluate_detect_on_a_tiny_tree(tiny_tree, tmp_path, capsys):
     header = (run / "training_log.csv").read_text().splitlines()[0].split(",")
     for name in ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss"):
         assert name in header and "val_" + name in header
+    cost = json.loads((run / "run_summary.json").read_text())
+    assert cost["params"] > cost["backbone_params"] > 0 and cost["backbone_gflops_per_image"] > 0
+    assert cost["seconds_per_step"] > 0 and cost["peak_rss_mb"] > 100 and cost["attention_stages"] == []
     # Training ends with the official evaluation and pictures of the run.
     result = json.loads((run / "evaluation_val" / "evaluation.json").read_text())
     assert set(result["classes"]) == {"person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"}
