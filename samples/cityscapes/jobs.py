@@ -214,6 +214,28 @@ def write_run_summary(model, timer, path):
     return summary
 
 
+def notebook_weights(config, logs, steps=20):
+    """The last checkpoint of ``config.NAME`` under ``logs``; without one, a short run makes it first.
+
+    For the notebooks: they run top to bottom on a fresh machine, with the main job's weights when it
+    has run (``cityscapes.py train``), else with those of a one-epoch run of ``steps`` steps.
+    """
+    from mrcnn import model as modellib
+
+    model = modellib.MaskRCNN("training", config, logs, seed=0)
+    try:
+        return model.find_last()
+    except FileNotFoundError:
+        pass
+    root = synthetic_root()
+    train_set = load_subset(root, "train", config.CLASSES)
+    val_set = load_subset(root, "val", config.CLASSES)
+    model.config.STEPS_PER_EPOCH, model.config.VALIDATION_STEPS = steps, 1
+    print(f"No checkpoint of {config.NAME!r} in {logs}: training {steps} steps to make one")
+    model.train(train_set, val_set, learning_rate=config.LEARNING_RATE, epochs=1, layers="all", verbose=0)
+    return model.find_last()
+
+
 # ---------------------------------------------------------------------------------------------- evaluation
 def gt_instance_path(dataset, image_id):
     return dataset.image_info[image_id]["annotation"].replace("_gtFine_polygons.json", "_gtFine_instanceIds.png")

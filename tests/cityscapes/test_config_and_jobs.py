@@ -28,7 +28,7 @@ def test_config_defaults_for_1024x2048_frames():
 
 def test_ten_class_option_and_class_count_checked():
     config = CityscapesConfig(CLASSES=INSTANCE_CLASSES, NUM_CLASSES=11)
-    assert config.CLASSES[-2:] == ("caravan", "trailer")
+    assert {"caravan", "trailer"} <= set(config.CLASSES) and len(config.CLASSES) == 10
     with pytest.raises(ConfigError, match="NUM_CLASSES"):
         CityscapesConfig(CLASSES=INSTANCE_CLASSES)
     with pytest.raises(ConfigError, match="tractor"):
@@ -58,7 +58,7 @@ def test_schedule_parsing_and_rescaling():
 def test_staged_training_skips_stages_a_resumed_run_finished(tmp_path, shapes_dataset, capsys):
     model = modellib.MaskRCNN("training", TinyModelConfig(), tmp_path, seed=0)
     calls = []
-    model.train = lambda train, val, learning_rate, epochs, layers, augmentation, verbose: calls.append(
+    model.train = lambda train, val, learning_rate, epochs, layers, **kwargs: calls.append(
         (layers, epochs, learning_rate))
     model.epoch = 2
     jobs.train_stages(model, shapes_dataset, shapes_dataset, [("heads", 2, 0.1), ("4+", 5, 0.1), ("all", 7, 0.01)])
@@ -78,7 +78,7 @@ def test_coco_weights_load_with_the_heads_excluded(tmp_path, monkeypatch):
     monkeypatch.setenv("MRCNN_COCO_WEIGHTS", str(coco_file))
     model = modellib.MaskRCNN("training", TinyModelConfig(NUM_CLASSES=9), tmp_path / "logs", seed=2)
     assert jobs.initial_weights(model, "coco") == str(coco_file)
-    for name in ("res1_tiny_a", "fpn_p2", "rpn_conv_shared", "mrcnn_class_conv1", "mrcnn_mask_conv1"):
+    for name in ("res1_tiny_a", "fpn_p2", "rpn_model", "mrcnn_class_conv1", "mrcnn_mask_conv1"):
         for mine, theirs in zip(model.keras_model.get_layer(name).get_weights(),
                                 source.keras_model.get_layer(name).get_weights()):
             np.testing.assert_array_equal(mine, theirs)
