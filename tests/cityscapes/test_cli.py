@@ -72,8 +72,8 @@ def test_bad_frames_stop_with_the_file_named_or_are_skipped(tmp_path, capsys):
 def test_usage_errors_are_one_paragraph(tmp_path, capsys):
     assert cli.main(["train", f"--dataset={tmp_path / 'nowhere'}", f"--logs={tmp_path}"]) == 2
     assert "no such folder" in capsys.readouterr().err
-    assert cli.main(["train", "--attention", f"--dataset={tmp_path}", f"--logs={tmp_path}"]) == 2
-    assert "attention" in capsys.readouterr().err
+    assert cli.main(["train", "--classes=10", f"--dataset={tmp_path}", f"--logs={tmp_path}"]) == 2
+    assert "leftImg8bit/train/<city>" in capsys.readouterr().err
     assert cli.main(["train", "--schedule=heads", f"--dataset={tmp_path}", f"--logs={tmp_path}"]) == 2
 
 
