@@ -22,6 +22,7 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
 
 # (label, height, width, channels): the bottleneck's 3x3 input/output channels at that stage
 CASES = [
