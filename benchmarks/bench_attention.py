@@ -16,13 +16,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
+
+from timing import median_seconds  # noqa: E402  (benchmarks/timing.py)
 
 # (label, height, width, channels): the bottleneck's 3x3 input/output channels at that stage
 CASES = [
@@ -31,16 +31,6 @@ CASES = [
     ("stage4_frame1024x2048", 64, 128, 256),
     ("stage5_frame1024x2048", 32, 64, 512),
 ]
-
-
-def _median_seconds(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times), 4)
 
 
 def layer_case(kind, height, width, channels, repeats):
@@ -69,8 +59,8 @@ def layer_case(kind, height, width, channels, repeats):
 
     out = forward()
     return {
-        "forward_s": _median_seconds(forward, repeats),
-        "forward_backward_s": _median_seconds(forward_backward, repeats),
+        "forward_s": median_seconds(forward, repeats, digits=4),
+        "forward_backward_s": median_seconds(forward_backward, repeats, digits=4),
         "gflops_forward": round(layer_flops(layer, tuple(x.shape), tuple(out.shape)) / 1e9, 3),
         "params": int(layer.count_params()),
         "peak_rss_growth_mb": round(peak_rss_mb() - before, 1),
@@ -99,7 +89,7 @@ def model_step(attention, repeats):
     model.set_trainable("all", verbose=0)
     model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
     inputs, _ = DataGenerator(dataset, config, seed=0)[0]
-    seconds = _median_seconds(lambda: model.keras_model.train_on_batch(tuple(inputs)), repeats)
+    seconds = median_seconds(lambda: model.keras_model.train_on_batch(tuple(inputs)), repeats, digits=4)
     return {"train_step_s": seconds, "params": int(model.keras_model.count_params()),
             "backbone_gflops_per_image": round(backbone_flops(model.keras_model) / 1e9, 2),
             "peak_rss_mb": round(peak_rss_mb()), "keras": keras.__version__}

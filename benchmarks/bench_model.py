@@ -14,15 +14,14 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from timing import median_seconds  # noqa: E402  (benchmarks/timing.py)
 
 from mrcnn import model as modellib  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
@@ -36,16 +35,6 @@ class BenchConfig(Config):
     IMAGES_PER_GPU = 1
 
 
-def _timed(fn, repeats):
-    fn()  # warm-up: tracing and graph building
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times), 3)
-
-
 def bench_detect(backbone, repeats, logs):
     rng = np.random.default_rng(0)
     results = {}
@@ -56,7 +45,7 @@ def bench_detect(backbone, repeats, logs):
         config = BenchConfig(BACKBONE=backbone, **overrides)
         model = modellib.MaskRCNN("inference", config, logs)
         image = rng.integers(0, 255, shape, dtype=np.uint8)
-        results[label] = _timed(lambda m=model, i=image: m.detect([i]), repeats)
+        results[label] = median_seconds(lambda m=model, i=image: m.detect([i]), repeats)
         keras.backend.clear_session()
     return results
 
@@ -70,7 +59,7 @@ def bench_train_step(backbone, repeats, logs):
     model.set_trainable("all", verbose=0)
     model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
     inputs, _ = DataGenerator(dataset, config, seed=0)[0]
-    seconds = _timed(lambda: model.keras_model.train_on_batch(tuple(inputs)), repeats)
+    seconds = median_seconds(lambda: model.keras_model.train_on_batch(tuple(inputs)), repeats)
     keras.backend.clear_session()
     return seconds
 
