@@ -356,13 +356,15 @@ def display_weight_stats(model, limit=None):
 
     limit: show only the first ``limit`` weights (all by default, as Matterport).
     """
+    import keras
+
     keras_model = getattr(model, "keras_model", model)
     table = [["WEIGHT NAME", "SHAPE", "MIN", "MAX", "STD"]]
     weights = [(layer, weight) for layer in keras_model.layers for weight in layer.weights]
     for layer, weight in weights[:limit]:
         values = np.asarray(weight.numpy())
         alert = ""
-        if values.min() == values.max() and not (isinstance(layer, __import__("keras").layers.Conv2D)
+        if values.min() == values.max() and not (isinstance(layer, keras.layers.Conv2D)
                                                  and weight.path.endswith("bias")):
             alert += "<span style='color:red'>*** dead?</span>"
         if np.abs(values.min()) > 1000 or np.abs(values.max()) > 1000:

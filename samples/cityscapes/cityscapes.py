@@ -139,8 +139,9 @@ def run_train(args):
     if args.no_evaluate:
         return
     checkpoint = model.find_last()
-    run_evaluate(args, checkpoint=checkpoint, config=config)
-    run_detect(args, checkpoint=checkpoint, config=config)
+    model = inference_model(args, config, checkpoint)
+    run_evaluate(args, model=model)
+    run_detect(args, model=model)
 
 
 def inference_model(args, config=None, checkpoint=None):
@@ -152,8 +153,8 @@ def inference_model(args, config=None, checkpoint=None):
     return model
 
 
-def run_evaluate(args, checkpoint=None, config=None):
-    model = inference_model(args, config, checkpoint)
+def run_evaluate(args, model=None):
+    model = model or inference_model(args)
     dataset = jobs.load_subset(dataset_dir(args), args.subset, model.config.CLASSES, args.skip_bad, args.limit)
     out_dir = os.path.join(model.log_dir, f"evaluation_{args.subset}")
     summary = jobs.evaluate(model, dataset, out_dir)
@@ -164,8 +165,8 @@ def run_evaluate(args, checkpoint=None, config=None):
     return summary
 
 
-def run_detect(args, checkpoint=None, config=None):
-    model = inference_model(args, config, checkpoint)
+def run_detect(args, model=None):
+    model = model or inference_model(args)
     if args.image:
         images = jobs.read_images(args.image)
     else:

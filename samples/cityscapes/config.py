@@ -101,11 +101,16 @@ class SyntheticCityscapesConfig(CityscapesConfig):
     LEARNING_RATE = 0.02
 
 
-def inference_config(config):
-    """The inference twin of a training config (same classes and model settings)."""
-    overrides = {"IMAGE_RESIZE_MODE": "pad64", "IMAGES_PER_GPU": 1, "GPU_COUNT": 1,
-                 "DETECTION_MIN_CONFIDENCE": 0.05}
-    values = {k: getattr(config, k) for k in dir(config) if k.isupper() and not k.startswith("_")}
+def with_settings(config, **overrides):
+    """A new config of the same class with ``config``'s settings (keyword overrides included) and ``overrides``."""
     derived = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
-    values = {k: v for k, v in values.items() if k not in derived}
+    values = {k: getattr(config, k) for k in dir(config)
+              if k.isupper() and not k.startswith("_") and k not in derived}
     return type(config)(**{**values, **overrides})
+
+
+def inference_config(config):
+    """The inference twin of a training config: same classes and model, CityscapesInferenceConfig's image
+    and detection settings."""
+    inference = ("IMAGE_RESIZE_MODE", "IMAGES_PER_GPU", "DETECTION_MIN_CONFIDENCE")
+    return with_settings(config, GPU_COUNT=1, **{k: getattr(CityscapesInferenceConfig, k) for k in inference})

@@ -86,13 +86,11 @@ def load_subset(dataset_dir, subset, classes, skip_bad=False, limit=None):
 
 
 # ---------------------------------------------------------------------------------------------- weights
-def coco_weights_path(download=True):
-    """Matterport's ``mask_rcnn_coco.h5`` beside the repository, downloaded if missing."""
+def coco_weights_path():
+    """Matterport's ``mask_rcnn_coco.h5`` beside the repository (or $MRCNN_COCO_WEIGHTS), downloaded if missing."""
     path = os.environ.get("MRCNN_COCO_WEIGHTS") or COCO_WEIGHTS_PATH
     if os.path.isfile(path):
         return path
-    if not download:
-        raise WeightsChoiceError(f"{path} does not exist")
     url = os.environ.get("MRCNN_COCO_WEIGHTS_URL") or COCO_MODEL_URL
     try:
         return download_trained_weights(path, verbose=1, url=url)
@@ -222,7 +220,10 @@ def notebook_weights(config, logs, steps=20):
     """
     from mrcnn import model as modellib
 
-    model = modellib.MaskRCNN("training", config, logs, seed=0)
+    from .config import with_settings
+
+    model = modellib.MaskRCNN("training", with_settings(config, STEPS_PER_EPOCH=steps, VALIDATION_STEPS=1),
+                              logs, seed=0)
     try:
         return model.find_last()
     except FileNotFoundError:
@@ -230,7 +231,6 @@ def notebook_weights(config, logs, steps=20):
     root = synthetic_root()
     train_set = load_subset(root, "train", config.CLASSES)
     val_set = load_subset(root, "val", config.CLASSES)
-    model.config.STEPS_PER_EPOCH, model.config.VALIDATION_STEPS = steps, 1
     print(f"No checkpoint of {config.NAME!r} in {logs}: training {steps} steps to make one")
     model.train(train_set, val_set, learning_rate=config.LEARNING_RATE, epochs=1, layers="all", verbose=0)
     return model.find_last()
