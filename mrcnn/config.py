@@ -31,6 +31,7 @@ LOSS_NAMES = (
 )
 RESIZE_MODES = ("square", "pad64", "crop", "none")
 BACKBONES = ("resnet50", "resnet101")
+PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
 
 
 class ConfigError(ValueError):
@@ -43,8 +44,9 @@ class Config:
     # Name the configuration (used in log-dir and checkpoint names). Override in sub-classes.
     NAME = None
 
-    # Number of GPUs to use. Kept for API compatibility; only 1 is supported (Keras distribution
-    # strategies replace Matterport's ParallelModel).
+    # Number of GPUs to use on this machine. N > 1 trains with tf.distribute.MirroredStrategy over the
+    # first N GPUs (Keras distribution replaces Matterport's ParallelModel); with TF_CONFIG set, every
+    # machine uses its first N GPUs under MultiWorkerMirroredStrategy. See mrcnn.distribute.
     GPU_COUNT = 1
 
     # Images per GPU. A 12 GB GPU typically holds 2 images of 1024x1024 px; adjust to memory and size.
@@ -199,8 +201,20 @@ class Config:
     # recommended: batches are small, which makes batch statistics poor estimates.
     TRAIN_BN = False
 
-    # Gradient norm clipping.
+    # Gradient norm clipping: all gradients are scaled together when their global norm exceeds this
+    # (Keras 2's clipnorm, which Matterport used; Keras 3 spells it global_clipnorm).
     GRADIENT_CLIP_NORM = 5.0
+
+    # XLA compilation of the training and inference steps: None leaves Keras's "auto" (on whenever a
+    # GPU is visible and no tf.distribute strategy is active, off on CPU-only machines), True or False
+    # force it.
+    JIT_COMPILE = None
+
+    # Mixed precision: None (float32), "mixed_float16" (GPUs with tensor cores; a LossScaleOptimizer
+    # guards against underflow) or "mixed_bfloat16" (TPUs, Ampere and later GPUs, recent CPUs).
+    # Convolutions and heads compute in the low type; anchors, box math, NMS, ROIAlign's coordinates
+    # and level choice, detection targets and losses stay float32; weights are stored in float32.
+    MIXED_PRECISION = None
 
     def __init__(self, **overrides):
         for key, value in overrides.items():
@@ -287,6 +301,10 @@ class Config:
             self._fail("LEARNING_RATE", "must be positive")
         if self.GRADIENT_CLIP_NORM is not None and self.GRADIENT_CLIP_NORM <= 0:
             self._fail("GRADIENT_CLIP_NORM", "must be positive (or None for no clipping)")
+        if not any(self.JIT_COMPILE is v for v in (None, True, False)):
+            self._fail("JIT_COMPILE", "must be None (Keras's auto), True or False")
+        if self.MIXED_PRECISION not in PRECISIONS:
+            self._fail("MIXED_PRECISION", f"unknown precision policy; expected one of {PRECISIONS}")
 
     def _validate_attention(self):
         stages = tuple(self.ATTENTION_STAGES)

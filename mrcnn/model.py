@@ -70,6 +70,11 @@ def _as_rgb(image):
     return image
 
 
+def _jit_setting(config):
+    """``Config.JIT_COMPILE`` as Keras's ``jit_compile`` argument (None is Keras's "auto")."""
+    return "auto" if config.JIT_COMPILE is None else bool(config.JIT_COMPILE)
+
+
 class MaskRCNN:
     """Mask R-CNN in training or inference mode; ``keras_model`` is the underlying Keras model."""
 
@@ -94,7 +99,10 @@ class MaskRCNN:
                     inputs, outputs, name=name, loss_weights=config.LOSS_WEIGHTS,
                     weight_decay=config.WEIGHT_DECAY),
                 seed=self.seed)
-        return build_inference_model(config)
+        model = build_inference_model(config)
+        if config.JIT_COMPILE is not None:  # predict_on_batch (detect) reads it; None keeps Keras's auto
+            model.jit_compile = bool(config.JIT_COMPILE)
+        return model
 
     def get_anchors(self, image_shape):
         """Normalized anchors ``[num_anchors, 4]`` for a molded image shape (cached)."""
@@ -172,10 +180,11 @@ class MaskRCNN:
                              verbose=verbose, indent=indent)
 
     def compile(self, learning_rate, momentum):
-        """SGD with momentum and gradient-norm clipping; losses and decay come from the model."""
+        """SGD with momentum, clipped by the global gradient norm (Matterport's Keras 2 ``clipnorm``);
+        losses and decay come from the model. XLA as ``Config.JIT_COMPILE`` says."""
         optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
-                                         clipnorm=self.config.GRADIENT_CLIP_NORM)
-        self.keras_model.compile(optimizer=optimizer)
+                                         global_clipnorm=self.config.GRADIENT_CLIP_NORM)
+        self.keras_model.compile(optimizer=optimizer, jit_compile=_jit_setting(self.config))
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
               custom_callbacks=None, no_augmentation_sources=None, workers=None, verbose=1):

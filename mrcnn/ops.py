@@ -3,9 +3,9 @@
 Everything here works on tensors with static shapes and a leading batch axis where noted. Boxes are
 normalized ``(y1, x1, y2, x2)`` unless a docstring says pixels.
 
-Backend-specific (TensorFlow only, because Keras 3 has no NMS or crop-and-resize in ``keras.ops``):
-:func:`non_max_suppression_padded` and :func:`crop_and_resize`. A JAX port replaces these two
-functions and nothing else.
+Backend-specific (TensorFlow only, because Keras 3 has no NMS in ``keras.ops``):
+:func:`non_max_suppression_padded`. A JAX port replaces this function and nothing else.
+:func:`crop_and_resize` is ``keras.ops`` (TensorFlow's kernel has no XLA implementation).
 """
 
 from __future__ import annotations
@@ -112,11 +112,75 @@ def parse_image_meta(meta):
     return {name: meta[:, s] for name, s in meta_slices().items()}
 
 
-# ----------------------------------------------------------------------------- TensorFlow-only primitives
+# ----------------------------------------------------------------------------- ROI crops (keras.ops)
+def crop_and_resize(images, boxes, box_indices, crop_size):
+    """Bilinear crops in ``keras.ops``, equal to ``tf.image.crop_and_resize(method="bilinear")``.
+
+    images ``[B, H, W, C]`` (H and W may be dynamic), normalized ``boxes`` ``[N, 4]``, ``box_indices``
+    int ``[N]`` (which image each box samples), ``crop_size`` ``(h, w)`` -> ``[N, h, w, C]`` in the
+    images' dtype. Box corners map to pixel centres (TensorFlow's convention, as Matterport's ROIAlign):
+    sample ``i`` of ``h`` lies at ``y1 * (H - 1) + i * (y2 - y1) * (H - 1) / (h - 1)`` (the box centre
+    when ``h == 1``); a sample outside ``[0, H - 1]`` (a box reaching out of the image) is 0.
+
+    A gather over the flattened images, so XLA compiles it (TensorFlow's CropAndResize kernel has no
+    XLA implementation) and any backend runs it. Sample coordinates and weights are computed in
+    float32 whatever the images' dtype (mixed precision), as TensorFlow does; gradients flow to the
+    images (and to the boxes, unless the caller stops them).
+    """
+    crop_h, crop_w = (int(v) for v in crop_size)
+    shape = ops.shape(images)
+    height, width, channels = shape[1], shape[2], images.shape[-1]
+    boxes = ops.cast(boxes, "float32")
+    h_max = ops.cast(height - 1, "float32")
+    w_max = ops.cast(width - 1, "float32")
+    in_y = _sample_positions(boxes[:, 0], boxes[:, 2], h_max, crop_h)  # [N, h]
+    in_x = _sample_positions(boxes[:, 1], boxes[:, 3], w_max, crop_w)  # [N, w]
+    valid_y = ops.logical_and(in_y >= 0.0, in_y <= h_max)
+    valid_x = ops.logical_and(in_x >= 0.0, in_x <= w_max)
+    top, left = ops.floor(in_y), ops.floor(in_x)
+    y_lerp, x_lerp = in_y - top, in_x - left
+    max_y, max_x = ops.cast(height - 1, "int32"), ops.cast(width - 1, "int32")
+    top_i = ops.clip(ops.cast(top, "int32"), 0, max_y)
+    bottom_i = ops.clip(ops.cast(ops.ceil(in_y), "int32"), 0, max_y)
+    left_i = ops.clip(ops.cast(left, "int32"), 0, max_x)
+    right_i = ops.clip(ops.cast(ops.ceil(in_x), "int32"), 0, max_x)
+
+    flat = ops.reshape(images, (-1, channels))
+    width_i = ops.cast(width, "int32")
+    base = ops.cast(box_indices, "int32") * ops.cast(height, "int32") * width_i  # [N]
+    rows_top = base[:, None] + top_i * width_i  # [N, h]
+    rows_bottom = base[:, None] + bottom_i * width_i
+
+    def gather(rows, cols):  # [N, h] rows and [N, w] columns -> [N, h, w, C]
+        return ops.take(flat, rows[:, :, None] + cols[:, None, :], axis=0)
+
+    dtype = images.dtype
+    x_lerp = ops.cast(x_lerp, dtype)[:, None, :, None]
+    y_lerp = ops.cast(y_lerp, dtype)[:, :, None, None]
+    top_left, top_right = gather(rows_top, left_i), gather(rows_top, right_i)
+    bottom_left, bottom_right = gather(rows_bottom, left_i), gather(rows_bottom, right_i)
+    top_row = top_left + (top_right - top_left) * x_lerp
+    bottom_row = bottom_left + (bottom_right - bottom_left) * x_lerp
+    crops = top_row + (bottom_row - top_row) * y_lerp
+    valid = ops.logical_and(valid_y[:, :, None], valid_x[:, None, :])[..., None]
+    return ops.where(valid, crops, ops.zeros((), dtype=dtype))
+
+
+def _sample_positions(start, end, size_minus_one, count):
+    """Pixel positions ``[N, count]`` of ``count`` samples from ``start`` to ``end`` (normalized), as
+    TensorFlow's CropAndResize computes them in float32."""
+    if count == 1:
+        return (0.5 * (start + end) * size_minus_one)[:, None]
+    scale = (end - start) * size_minus_one / float(count - 1)
+    steps = ops.arange(count, dtype="float32")[None, :]
+    return (start * size_minus_one)[:, None] + steps * scale[:, None]
+
+
+# ----------------------------------------------------------------------------- TensorFlow-only primitive
 def _tf():
     if keras.backend.backend() != "tensorflow":
         raise NotImplementedError(
-            f"mrcnn.ops needs the TensorFlow backend for NMS and crop_and_resize; the Keras backend "
+            f"mrcnn.ops needs the TensorFlow backend for NMS; the Keras backend "
             f"is {keras.backend.backend()!r} (set KERAS_BACKEND=tensorflow)")
     import tensorflow as tf
 
@@ -137,14 +201,3 @@ def non_max_suppression_padded(boxes, scores, max_output_size, iou_threshold, sc
         **kwargs)
     valid = tf.range(max_output_size)[None, :] < count[:, None]
     return tf.where(valid, indices, 0), valid
-
-
-def crop_and_resize(images, boxes, box_indices, crop_size):
-    """Bilinear crops: ``images`` ``[B, H, W, C]``, normalized ``boxes`` ``[N, 4]``, ``box_indices``
-    int ``[N]`` (which image each box samples), ``crop_size`` ``(h, w)`` -> ``[N, h, w, C]``.
-
-    Box corners map to pixel centres (TensorFlow's convention, as Matterport's ROIAlign).
-    """
-    tf = _tf()
-    return tf.image.crop_and_resize(images, boxes, tf.cast(box_indices, tf.int32), crop_size,
-                                    method="bilinear")

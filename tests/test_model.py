@@ -168,3 +168,22 @@ def test_run_graph_in_training_mode_returns_multi_output_layers(tmp_path, shapes
     assert rois.shape == (1, 16, 4) and class_ids.shape == (1, 16) and masks.shape == (1, 16, 28, 28)
     np.testing.assert_array_equal(out["rois"], rois)
     assert (class_ids > 0).any()  # the ground-truth boxes join the proposals
+
+
+def test_gradients_are_clipped_by_their_global_norm_as_in_matterport(tmp_path):
+    import keras
+
+    model = modellib.MaskRCNN("training", TinyModelConfig(GRADIENT_CLIP_NORM=5.0), tmp_path)
+    model.compile(learning_rate=1.0, momentum=0.0)
+    optimizer = model.keras_model.optimizer
+    variables = [keras.Variable(np.zeros(2, np.float32)), keras.Variable(np.zeros(2, np.float32))]
+    grads = [np.array([30.0, 40.0], np.float32), np.array([6.0, 8.0], np.float32)]  # norms 50 and 10
+    optimizer.apply_gradients(zip(grads, variables))
+    scale = 5.0 / np.sqrt(50.0**2 + 10.0**2)  # one factor for the whole set, not 5/50 and 5/10
+    for grad, variable in zip(grads, variables):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), -grad * scale, rtol=1e-5)
+    # under the bound: untouched
+    for variable in variables:
+        variable.assign(np.zeros(2, np.float32))
+    optimizer.apply_gradients(zip([np.array([0.3, 0.4], np.float32), np.zeros(2, np.float32)], variables))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variables[0]), [-0.3, -0.4], rtol=1e-5)

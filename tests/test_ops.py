@@ -1,5 +1,6 @@
 """Graph box math (keras.ops) against the NumPy utilities."""
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -54,3 +55,52 @@ def test_crop_and_resize_samples_pixel_centres_at_box_corners():
     crop = ops.convert_to_numpy(mops.crop_and_resize(image, np.array([[0.25, 0.25, 0.75, 0.75]], np.float32),
                                                      np.array([0]), (3, 3)))
     np.testing.assert_allclose(crop[0, :, :, 0], image[0, 1:4, 1:4, 0])
+
+
+def test_crop_and_resize_equals_tensorflows_kernel_inside_and_outside_the_image():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2)
+    images = rng.normal(size=(3, 13, 17, 5)).astype(np.float32)
+    corner = rng.uniform(-0.4, 1.2, (300, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(-0.3, 0.9, (300, 2))], axis=1).astype(np.float32)
+    boxes[:4] = [[0, 0, 1, 1], [1, 1, 0, 0], [0.5, 0.5, 0.5, 0.5], [-1, -1, 2, 2]]  # whole, flipped, point, beyond
+    box_indices = rng.integers(0, 3, 300).astype(np.int32)
+    for size in [(7, 7), (14, 14), (1, 1), (1, 6), (5, 1)]:
+        expected = tf.image.crop_and_resize(images, boxes, box_indices, size).numpy()
+        got = ops.convert_to_numpy(mops.crop_and_resize(images, boxes, box_indices, size))
+        assert got.shape == expected.shape == (300,) + size + (5,)
+        np.testing.assert_array_equal(got, expected)
+    assert (expected[3] == 0).any() and (expected[3] != 0).any()  # the box beyond the image is 0 outside
+
+
+def test_crop_and_resize_gradients_equal_tensorflows():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    images = tf.constant(rng.normal(size=(2, 9, 11, 3)).astype(np.float32))
+    boxes = np.concatenate([rng.uniform(-0.2, 0.6, (40, 2)), rng.uniform(0.5, 1.2, (40, 2))], 1).astype(np.float32)
+    box_indices = rng.integers(0, 2, 40).astype(np.int32)
+    weights = tf.constant(rng.normal(size=(40, 4, 4, 3)).astype(np.float32))
+    grads = []
+    for crop in (tf.image.crop_and_resize, mops.crop_and_resize):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            loss = tf.reduce_sum(crop(images, boxes, box_indices, (4, 4)) * weights)
+        grads.append(tape.gradient(loss, images).numpy())
+    np.testing.assert_allclose(grads[1], grads[0], atol=1e-5)
+
+
+def test_crop_and_resize_compiles_with_xla_and_keeps_the_images_dtype():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(4)
+    images = rng.normal(size=(2, 16, 16, 4)).astype(np.float32)
+    boxes = np.array([[0.1, 0.2, 0.7, 0.9], [-0.1, 0.0, 0.5, 1.1]], np.float32)
+    box_indices = np.array([1, 0], np.int32)
+    compiled = tf.function(lambda i, b, x: mops.crop_and_resize(i, b, x, (7, 7)), jit_compile=True)
+    expected = tf.image.crop_and_resize(images, boxes, box_indices, (7, 7)).numpy()
+    np.testing.assert_allclose(compiled(images, boxes, box_indices).numpy(), expected, atol=1e-5)
+    low = mops.crop_and_resize(ops.cast(images, "bfloat16"), boxes, box_indices, (7, 7))
+    assert keras.backend.standardize_dtype(low.dtype) == "bfloat16"
+    np.testing.assert_allclose(ops.convert_to_numpy(ops.cast(low, "float32")), expected, atol=0.1)
