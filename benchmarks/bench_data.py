@@ -3,7 +3,9 @@
 * ``build_rpn_targets`` at 1024x1024 (Matterport's default config: 261,888 anchors) with 50 GT boxes;
 * the training generator's images/s on 1024x2048 frames (Cityscapes size) resized to Matterport's
   default 1024x1024 square input, with imgaug and with albumentations augmentation, serially and with
-  two worker threads (how ``keras.utils.PyDataset`` runs ``workers=2``).
+  two worker threads (how ``keras.utils.PyDataset`` runs ``workers=2``);
+* the Cityscapes training setting (random 1024x1024 crops of 1024x2048 frames, flips, RPN targets): images/s
+  of one worker, and the workers that would feed a GPU training at 25 images/s.
 
 Usage: ``python benchmarks/bench_data.py [--repeats 20] [--images 16]``
 """
@@ -101,6 +103,27 @@ def bench_generator(images):
     return results
 
 
+def bench_cityscapes_crops(images, target=25.0):
+    """The Cityscapes training setting: 1024x2048 frames, random 1024x1024 crops at full resolution
+    (CityscapesConfig), horizontal flips (cityscapes.py train), RPN targets; one worker, serially."""
+    import imgaug.augmenters as iaa
+
+    config = BenchConfig(IMAGE_RESIZE_MODE="crop", IMAGE_MIN_DIM=1024, IMAGE_MAX_DIM=1024,
+                         IMAGE_MIN_SCALE=0, MAX_GT_INSTANCES=100)
+    dataset = ShapesDataset()
+    dataset.load_shapes(images, 1024, 2048, seed=1, min_shapes=8, max_shapes=20)
+    dataset.prepare()
+    generator = DataGenerator(dataset, config, seed=0, augmentation=iaa.Fliplr(0.5), batch_size=1)
+    generator[0]  # warm-up
+    start = time.perf_counter()
+    for i in range(len(generator)):
+        generator[i]
+    rate = len(generator) / (time.perf_counter() - start)
+    return {"input_size": [1024, 2048], "crop": [1024, 1024], "augmentation": "Fliplr(0.5)", "images": images,
+            "images_per_s_per_worker": round(rate, 2),
+            f"workers_for_{target:g}_images_per_s": int(np.ceil(target / rate))}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
@@ -111,6 +134,7 @@ def main(argv=None):
                     "numpy": np.__version__},
         "build_rpn_targets_1024": bench_rpn_targets(args.repeats),
         "generator_1024x2048": bench_generator(args.images),
+        "cityscapes_crops_1024x2048_to_1024x1024": bench_cityscapes_crops(args.images),
     }
     json.dump(report, sys.stdout, indent=2)
     print()

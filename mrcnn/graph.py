@@ -8,7 +8,7 @@ Training model inputs (Matterport's order and names)::
     input_rpn_bbox      [batch, RPN_TRAIN_ANCHORS_PER_IMAGE, 4]
     input_gt_class_ids  [batch, MAX_GT_INSTANCES]
     input_gt_boxes      [batch, MAX_GT_INSTANCES, 4]  pixels
-    input_gt_masks      [batch, h, w, MAX_GT_INSTANCES]  (mini masks or full size)
+    input_gt_masks      [batch, h, w, MAX_GT_INSTANCES]  uint8 0/1 (mini masks or full size)
 
 and outputs ``rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class, mrcnn_bbox,
 mrcnn_mask, rois, output_rois`` followed by the five losses.
@@ -19,6 +19,8 @@ mrcnn_mask, ROI, rpn_class, rpn_bbox``.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import keras
 from keras import layers
@@ -53,8 +55,10 @@ def _rpn(feature_maps, config):
     rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
                           config.TOP_DOWN_PYRAMID_SIZE)
     outputs = [rpn(p) for p in feature_maps]
+    # rpn_class stays float32 under mixed precision (proposals are ranked by it)
     rpn_class_logits, rpn_class, rpn_bbox = (
-        layers.Concatenate(axis=1, name=name)([o[i] for o in outputs])
+        layers.Concatenate(axis=1, name=name, **({"dtype": "float32"} if name == "rpn_class" else {}))(
+            [o[i] for o in outputs])
         for i, name in enumerate(("rpn_class_logits", "rpn_class", "rpn_bbox")))
     return rpn_class_logits, rpn_class, rpn_bbox
 
@@ -82,8 +86,50 @@ def _image_input(config, mode):
     return keras.Input(shape=shape, name="input_image")
 
 
+def xla_crops(config):
+    """Whether the ROI crops must compile under XLA: ``JIT_COMPILE=True``, or None (Keras's auto, which
+    turns XLA on whenever a GPU is visible) on a machine with a GPU, or a backend other than TensorFlow.
+    Otherwise TensorFlow's faster CropAndResize kernel is used (see mrcnn.ops.crop_and_resize)."""
+    if config.JIT_COMPILE is not None:
+        return bool(config.JIT_COMPILE)
+    if keras.backend.backend() != "tensorflow":
+        return True
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+@contextlib.contextmanager
+def precision_policy(config):
+    """Build under ``Config.MIXED_PRECISION`` (None: the global Keras policy, float32 unless set).
+
+    Layers take the policy when they are created, so the global policy is set for the build only and
+    restored afterwards. Box math, NMS, detection targets and losses are float32 layers whatever it is.
+    """
+    if config.MIXED_PRECISION is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.MIXED_PRECISION)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def build_training_model(config, model_class=keras.Model, seed=None):
     """The training graph; ``model_class`` is instantiated as ``model_class(inputs, outputs, name=...)``."""
+    with precision_policy(config):
+        return _build_training_model(config, model_class, seed)
+
+
+def build_inference_model(config):
+    """The inference graph (any image size; anchors come in as an input)."""
+    with precision_policy(config):
+        return _build_inference_model(config)
+
+
+def _build_training_model(config, model_class, seed):
     input_image = _image_input(config, "training")
     input_image_meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta")
     anchors_layer = _anchors_layer(config)
@@ -94,8 +140,9 @@ def build_training_model(config, model_class=keras.Model, seed=None):
                                      dtype="int32")
     input_gt_boxes = keras.Input(shape=(config.MAX_GT_INSTANCES, 4), name="input_gt_boxes")
     mask_shape = tuple(config.MINI_MASK_SHAPE) if config.USE_MINI_MASK else tuple(config.IMAGE_SHAPE[:2])
+    # uint8 0/1 (bool masks are converted): tf.distribute cannot reduce bool tensors
     input_gt_masks = keras.Input(shape=mask_shape + (config.MAX_GT_INSTANCES,), name="input_gt_masks",
-                                 dtype="bool")
+                                 dtype="uint8")
     gt_boxes = NormBoxes(name="norm_gt_boxes")(input_gt_boxes, input_image)
 
     p2, p3, p4, p5, p6 = _backbone(input_image, config)
@@ -107,17 +154,17 @@ def build_training_model(config, model_class=keras.Model, seed=None):
     rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
         config.TRAIN_ROIS_PER_IMAGE, config.ROI_POSITIVE_RATIO, config.BBOX_STD_DEV, config.MASK_SHAPE,
         config.USE_MINI_MASK, add_gt_proposals=config.TRAIN_ADD_GT_PROPOSALS, seed=seed,
-        name="proposal_targets")(
+        xla_crops=xla_crops(config), name="proposal_targets")(
         rpn_rois, input_gt_class_ids, gt_boxes, input_gt_masks)
 
     mrcnn_feature_maps = [p2, p3, p4, p5]
     mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
         rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
-        train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+        train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE, xla_crops=xla_crops(config))
     mrcnn_mask = build_fpn_mask_graph(rois, mrcnn_feature_maps, input_image_meta, config.MASK_POOL_SIZE,
                                       config.NUM_CLASSES, train_bn=config.TRAIN_BN,
-                                      head_size=config.MASK_HEAD_SIZE)
-    output_rois = layers.Identity(name="output_rois")(rois)
+                                      head_size=config.MASK_HEAD_SIZE, xla_crops=xla_crops(config))
+    output_rois = layers.Identity(name="output_rois", dtype="float32")(rois)
     active_class_ids = MetaField("active_class_ids", name="active_class_ids")(input_image_meta)
 
     losses = [
@@ -134,8 +181,7 @@ def build_training_model(config, model_class=keras.Model, seed=None):
     return model_class(inputs, outputs, name="mask_rcnn")
 
 
-def build_inference_model(config):
-    """The inference graph (any image size; anchors come in as an input)."""
+def _build_inference_model(config):
     input_image = _image_input(config, "inference")
     input_image_meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta")
     num_anchors = _anchors_layer(config).num_anchors if _fixed_size(config, "inference") else None
@@ -149,14 +195,14 @@ def build_inference_model(config):
     mrcnn_feature_maps = [p2, p3, p4, p5]
     _, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
         rpn_rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
-        train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+        train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE, xla_crops=xla_crops(config))
     detections = DetectionLayer(config.DETECTION_MAX_INSTANCES, config.DETECTION_MIN_CONFIDENCE,
                                 config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
                                 name="mrcnn_detection")(rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta)
     detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
     mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, input_image_meta,
                                       config.MASK_POOL_SIZE, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
-                                      head_size=config.MASK_HEAD_SIZE)
+                                      head_size=config.MASK_HEAD_SIZE, xla_crops=xla_crops(config))
     return keras.Model([input_image, input_image_meta, input_anchors],
                        [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox],
                        name="mask_rcnn")

@@ -26,14 +26,15 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth):
                            name="rpn_conv_shared")(feature_map)
     x = layers.Conv2D(2 * anchors_per_location, 1, name="rpn_class_raw")(shared)
     rpn_class_logits = layers.Reshape((-1, 2))(x)
-    rpn_probs = layers.Activation("softmax", name="rpn_class_xxx")(rpn_class_logits)
+    # float32 probabilities under mixed precision: proposals are ranked by them
+    rpn_probs = layers.Activation("softmax", name="rpn_class_xxx", dtype="float32")(rpn_class_logits)
     x = layers.Conv2D(4 * anchors_per_location, 1, name="rpn_bbox_pred")(shared)
     rpn_bbox = layers.Reshape((-1, 4))(x)
     return keras.Model(feature_map, [rpn_class_logits, rpn_probs, rpn_bbox], name="rpn_model")
 
 
 def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True,
-                         fc_layers_size=1024):
+                         fc_layers_size=1024, xla_crops=True):
     """Classifier and box-regression head.
 
     rois: ``[batch, num_rois, 4]`` normalized; feature_maps: [P2, P3, P4, P5].
@@ -41,7 +42,8 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     those) and ``mrcnn_bbox`` ``[batch, num_rois, num_classes, (dy, dx, log(dh), log(dw))]``.
     """
     num_rois = rois.shape[1]
-    x = PyramidROIAlign((pool_size, pool_size), name="roi_align_classifier")(rois, image_meta, feature_maps)
+    x = PyramidROIAlign((pool_size, pool_size), xla_crops=xla_crops, name="roi_align_classifier")(
+        rois, image_meta, feature_maps)
     x = MergeRoiAxis(name="roi_align_classifier_flat")(x)
     x = layers.Conv2D(fc_layers_size, pool_size, padding="valid", name="mrcnn_class_conv1")(x)
     x = BatchNorm(train_bn, name="mrcnn_class_bn1")(x)
@@ -51,7 +53,7 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     x = layers.Activation("relu")(x)
     shared = layers.Reshape((fc_layers_size,), name="pool_squeeze")(x)
     logits = layers.Dense(num_classes, name="mrcnn_class_logits")(shared)
-    probs = layers.Activation("softmax")(logits)
+    probs = layers.Activation("softmax", dtype="float32")(logits)  # detection scores, float32
     bbox = layers.Dense(num_classes * 4, name="mrcnn_bbox_fc")(shared)
     mrcnn_class_logits = SplitRoiAxis(num_rois, name="mrcnn_class_logits_split")(logits)
     mrcnn_class = SplitRoiAxis(num_rois, name="mrcnn_class")(probs)
@@ -60,13 +62,14 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
 
 
 def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True,
-                         head_size=256):
+                         head_size=256, xla_crops=True):
     """Mask head: four 3x3 convolutions (``head_size`` channels), a 2x deconvolution, per-class masks.
 
     Returns ``[batch, num_rois, 2 * pool_size, 2 * pool_size, num_classes]`` probabilities.
     """
     num_rois = rois.shape[1]
-    x = PyramidROIAlign((pool_size, pool_size), name="roi_align_mask")(rois, image_meta, feature_maps)
+    x = PyramidROIAlign((pool_size, pool_size), xla_crops=xla_crops, name="roi_align_mask")(
+        rois, image_meta, feature_maps)
     x = MergeRoiAxis(name="roi_align_mask_flat")(x)
     for i in range(1, 5):
         x = layers.Conv2D(head_size, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)

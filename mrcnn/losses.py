@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from keras import layers, ops
 
+from mrcnn import ops as mops
+
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
 
 
@@ -19,7 +21,15 @@ def smooth_l1(y_true, y_pred):
 
 
 def _safe_mean(total, count):
-    return total / ops.maximum(ops.cast(count, "float32"), 1.0)
+    """``total / count`` with ``count`` taken over the global batch.
+
+    Under tf.distribute each replica sees part of the batch: the count is summed over the replicas and
+    each replica's share is scaled by their number, so the mean of the replicas' values (what Keras
+    reports) and the sum of their gradients (after the training model's division by the number of
+    replicas) are those of the whole batch on one device.
+    """
+    count = mops.replica_sum(ops.cast(count, "float32"))
+    return total * float(mops.replicas_in_sync()) / ops.maximum(count, 1.0)
 
 
 def rpn_class_loss(rpn_match, rpn_class_logits):
@@ -117,6 +127,7 @@ class LossLayer(layers.Layer):
     def __init__(self, name, **kwargs):
         if name not in LOSS_FUNCTIONS:
             raise ValueError(f"LossLayer: unknown loss {name!r}; expected one of {LOSS_NAMES}")
+        kwargs.setdefault("dtype", "float32")  # losses stay float32 under mixed precision
         super().__init__(name=name, **kwargs)
 
     def call(self, *inputs):

@@ -15,6 +15,7 @@ training (mrcnn.training), weights (mrcnn.weights) and post-processing (mrcnn.po
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -24,17 +25,17 @@ from collections import OrderedDict
 import keras
 import numpy as np
 
-from mrcnn import utils
+from mrcnn import distribute, utils
 from mrcnn.anchors import generate_pyramid_anchors
 from mrcnn.boxes import norm_boxes
-from mrcnn.data.generator import DataGenerator, data_generator
+from mrcnn.data.generator import DataGenerator, data_generator, model_inputs
 from mrcnn.data.image_meta import compose_image_meta, mold_image, parse_image_meta, unmold_image
 from mrcnn.data.loading import load_image_gt
 from mrcnn.data.targets import build_rpn_targets
 from mrcnn.download import download_file
 from mrcnn.graph import build_inference_model, build_training_model
 from mrcnn.postprocess import unmold_detections
-from mrcnn.training import AtomicCheckpoint, TrainingModel, layers_regex, set_trainable
+from mrcnn.training import SGD, AtomicCheckpoint, TrainingModel, layers_regex, set_trainable
 from mrcnn.weights import load_weights, save_weights
 
 logger = logging.getLogger(__name__)
@@ -87,8 +88,14 @@ class MaskRCNN:
         self.seed = seed
         self.epoch = 0
         self.set_log_dir()
-        self.keras_model = self.build(mode, config)
+        # GPU_COUNT > 1 or TF_CONFIG: the training model lives in a tf.distribute strategy's scope.
+        self.strategy = distribute.strategy_for(config) if mode == "training" else None
+        with self._scope():
+            self.keras_model = self.build(mode, config)
         self._anchor_cache = {}
+
+    def _scope(self):
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------------ graph
     def build(self, mode, config):
@@ -182,9 +189,12 @@ class MaskRCNN:
     def compile(self, learning_rate, momentum):
         """SGD with momentum, clipped by the global gradient norm (Matterport's Keras 2 ``clipnorm``);
         losses and decay come from the model. XLA as ``Config.JIT_COMPILE`` says."""
-        optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
-                                         global_clipnorm=self.config.GRADIENT_CLIP_NORM)
-        self.keras_model.compile(optimizer=optimizer, jit_compile=_jit_setting(self.config))
+        with self._scope():
+            optimizer = SGD(learning_rate=learning_rate, momentum=momentum,
+                            global_clipnorm=self.config.GRADIENT_CLIP_NORM)
+            if self.config.MIXED_PRECISION == "mixed_float16":  # float16 gradients underflow without it
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            self.keras_model.compile(optimizer=optimizer, jit_compile=_jit_setting(self.config))
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
               custom_callbacks=None, no_augmentation_sources=None, workers=None, verbose=1):
@@ -198,17 +208,36 @@ class MaskRCNN:
             raise ValueError("Create model in training mode.")
         config = self.config
         workers = workers or max(1, min(4, os.cpu_count() or 1))
-        train_generator = DataGenerator(train_dataset, config, shuffle=True, augmentation=augmentation,
-                                        no_augmentation_sources=no_augmentation_sources,
-                                        steps=config.STEPS_PER_EPOCH, seed=self.seed, workers=workers)
-        val_generator = DataGenerator(val_dataset, config, shuffle=True, steps=config.VALIDATION_STEPS,
-                                      seed=None if self.seed is None else self.seed + 1, workers=workers)
-        os.makedirs(self.log_dir, exist_ok=True)
-        callbacks = [
-            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
-            keras.callbacks.CSVLogger(os.path.join(self.log_dir, "training_log.csv"), append=True),
-            AtomicCheckpoint(self.checkpoint_path),
-        ] + list(custom_callbacks or [])
+
+        def generator(dataset, steps, seed_offset, batch_size=None, worker=0, **kwargs):
+            seed = None if self.seed is None else self.seed + seed_offset + 1000 * worker
+            return DataGenerator(dataset, config, shuffle=True, steps=steps, seed=seed, workers=workers,
+                                 batch_size=batch_size, **kwargs)
+
+        train_kwargs = dict(augmentation=augmentation, no_augmentation_sources=no_augmentation_sources)
+        tf_config = distribute.parse_tf_config()
+        if tf_config is None:  # one machine: batches of BATCH_SIZE, split across GPU_COUNT replicas
+            train_data = _Batches(generator(train_dataset, config.STEPS_PER_EPOCH, 0, **train_kwargs))
+            val_data = _Batches(generator(val_dataset, config.VALIDATION_STEPS, 1))
+        else:  # several machines: each loads IMAGES_PER_GPU images per replica, its own images
+            train_data = distribute.worker_dataset(
+                self.strategy, lambda worker: generator(train_dataset, config.STEPS_PER_EPOCH, 0,
+                                                        config.IMAGES_PER_GPU, worker, **train_kwargs),
+                config.STEPS_PER_EPOCH, initial_epoch=self.epoch)
+            val_data = distribute.worker_dataset(
+                self.strategy, lambda worker: generator(val_dataset, config.VALIDATION_STEPS, 1,
+                                                        config.IMAGES_PER_GPU, worker),
+                config.VALIDATION_STEPS)
+        # Only the chief writes checkpoints and logs (every process when there is one).
+        callbacks = []
+        if distribute.is_chief(tf_config):
+            os.makedirs(self.log_dir, exist_ok=True)
+            callbacks = [
+                keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
+                keras.callbacks.CSVLogger(os.path.join(self.log_dir, "training_log.csv"), append=True),
+                AtomicCheckpoint(self.checkpoint_path),
+            ]
+        callbacks += list(custom_callbacks or [])
 
         if verbose:
             print(f"\nStarting at epoch {self.epoch}. LR={learning_rate}\n")
@@ -216,9 +245,9 @@ class MaskRCNN:
         self.set_trainable(layers, verbose=0)
         self.compile(learning_rate, config.LEARNING_MOMENTUM)
         history = self.keras_model.fit(
-            _Batches(train_generator), initial_epoch=self.epoch, epochs=epochs,
+            train_data, initial_epoch=self.epoch, epochs=epochs,
             steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
-            validation_data=_Batches(val_generator), validation_steps=config.VALIDATION_STEPS,
+            validation_data=val_data, validation_steps=config.VALIDATION_STEPS,
             verbose=verbose)
         self.epoch = max(self.epoch, epochs)
         return history
@@ -346,7 +375,7 @@ class _Batches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         inputs, _ = self.generator[index]
-        return (tuple(inputs),)
+        return (tuple(model_inputs(inputs)),)
 
     def on_epoch_end(self):
         self.generator.on_epoch_end()

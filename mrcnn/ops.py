@@ -5,7 +5,9 @@ normalized ``(y1, x1, y2, x2)`` unless a docstring says pixels.
 
 Backend-specific (TensorFlow only, because Keras 3 has no NMS in ``keras.ops``):
 :func:`non_max_suppression_padded`. A JAX port replaces this function and nothing else.
-:func:`crop_and_resize` is ``keras.ops`` (TensorFlow's kernel has no XLA implementation).
+:func:`replica_sum` and :func:`replicas_in_sync` see tf.distribute replicas and are the identity elsewhere.
+:func:`crop_and_resize` is ``keras.ops`` (TensorFlow's kernel has no XLA implementation), with TensorFlow's
+kernel as the faster choice where XLA is off.
 """
 
 from __future__ import annotations
@@ -113,8 +115,13 @@ def parse_image_meta(meta):
 
 
 # ----------------------------------------------------------------------------- ROI crops (keras.ops)
-def crop_and_resize(images, boxes, box_indices, crop_size):
-    """Bilinear crops in ``keras.ops``, equal to ``tf.image.crop_and_resize(method="bilinear")``.
+def crop_and_resize(images, boxes, box_indices, crop_size, xla=True):
+    """Bilinear crops, equal to ``tf.image.crop_and_resize(method="bilinear")``.
+
+    ``xla=True``: the ``keras.ops`` gather below, which XLA compiles and any backend runs. ``xla=False``
+    on the TensorFlow backend: TensorFlow's own kernel, which has no XLA version but is about 4x faster
+    on a CPU (forward and backward, measured at 400 boxes of 14x14 from 256x256x64 maps). The graph
+    picks one per Config (mrcnn.graph.xla_crops).
 
     images ``[B, H, W, C]`` (H and W may be dynamic), normalized ``boxes`` ``[N, 4]``, ``box_indices``
     int ``[N]`` (which image each box samples), ``crop_size`` ``(h, w)`` -> ``[N, h, w, C]`` in the
@@ -128,6 +135,14 @@ def crop_and_resize(images, boxes, box_indices, crop_size):
     images (and to the boxes, unless the caller stops them).
     """
     crop_h, crop_w = (int(v) for v in crop_size)
+    if not xla and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # the kernel takes no bfloat16 and answers float32 whatever its input
+        source = images if images.dtype != tf.bfloat16 else ops.cast(images, "float32")
+        crops = tf.image.crop_and_resize(source, ops.cast(boxes, "float32"), ops.cast(box_indices, "int32"),
+                                         (crop_h, crop_w), method="bilinear")
+        return ops.cast(crops, images.dtype)
     shape = ops.shape(images)
     height, width, channels = shape[1], shape[2], images.shape[-1]
     boxes = ops.cast(boxes, "float32")
@@ -201,3 +216,26 @@ def non_max_suppression_padded(boxes, scores, max_output_size, iou_threshold, sc
         **kwargs)
     valid = tf.range(max_output_size)[None, :] < count[:, None]
     return tf.where(valid, indices, 0), valid
+
+
+def replicas_in_sync():
+    """How many tf.distribute replicas run this step together (1 outside a strategy or off TensorFlow)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    return 1 if context is None else context.num_replicas_in_sync
+
+
+def replica_sum(value):
+    """``value`` summed over the tf.distribute replicas of this step (itself with one replica).
+
+    The losses divide by counts taken over the global batch (positive anchors, sampled ROIs), as one
+    device computes them, whatever the number of GPUs.
+    """
+    if replicas_in_sync() == 1:
+        return value
+    import tensorflow as tf
+
+    return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, ops.stop_gradient(value))

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from mrcnn import ops as mops
 from mrcnn.losses import LOSS_NAMES
 from mrcnn.weights import save_weights
 
@@ -59,12 +60,37 @@ class TrainingModel(keras.Model):
             ]
             if decay:
                 total = total + self.weight_decay * ops.sum(ops.stack(decay))
-        return total
+        # tf.distribute sums the replicas' gradients: each contributes its share (weight decay once).
+        return total / float(mops.replicas_in_sync())
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         for tracker, value in zip(self.loss_trackers, self._named_losses(y_pred)):
             tracker.update_state(ops.mean(value))
         return self.get_metrics_result()
+
+
+class SGD(keras.optimizers.SGD):
+    """Keras's SGD, whose ``global_clipnorm`` sees the whole batch's gradient under tf.distribute.
+
+    Keras clips each replica's share of the gradient before summing the shares: with GPU_COUNT > 1
+    that is neither Matterport's clipping nor one device's. Here the shares are summed first, clipped
+    by their global norm, and handed on divided by the number of replicas (Keras sums them again), so
+    any number of GPUs takes the step one device would.
+    """
+
+    def apply(self, grads, trainable_variables=None):
+        replicas = mops.replicas_in_sync()
+        if replicas > 1 and self.global_clipnorm:
+            import tensorflow as tf  # replicas exist only under tf.distribute
+
+            context = tf.distribute.get_replica_context()
+            grads = list(grads)
+            present = [i for i, g in enumerate(grads) if g is not None]
+            summed = context.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
+            clipped, _ = tf.clip_by_global_norm(summed, self.global_clipnorm)
+            for i, g in zip(present, clipped):
+                grads[i] = g / float(replicas)
+        return super().apply(grads, trainable_variables)
 
 
 def layers_regex(layers):

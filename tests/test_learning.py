@@ -17,7 +17,7 @@ from tests.conftest import tiny_backbone
 
 SIDE = 64
 EPOCHS = 20          # x 100 steps of 4 images: 182 s measured on 2 CPU cores
-MIN_MAP = 0.6        # the aim; measured 0.791 (python -m pytest -s tests/test_learning.py)
+MIN_MAP = 0.6        # the aim; measured 0.831 (python -m pytest -s tests/test_learning.py)
 
 
 class LearnConfig(Config):
@@ -74,13 +74,27 @@ def test_mask_rcnn_learns_shapes_from_scratch(tmp_path):
     inference = modellib.MaskRCNN("inference", LearnConfig(IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=0.5),
                                   tmp_path)
     inference.load_weights(inference.find_last())
-    aps = []
+    # A mixed_bfloat16 copy on the same weights (Config.MIXED_PRECISION) must find the same objects.
+    low = modellib.MaskRCNN("inference", LearnConfig(IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=0.5,
+                                                     MIXED_PRECISION="mixed_bfloat16"), tmp_path)
+    low.load_weights(inference.find_last())
+    aps, low_aps, confident, matched = [], [], 0, 0
     for image_id in val.image_ids:
         image, _, class_ids, boxes, masks = modellib.load_image_gt(val, inference.config, image_id,
                                                                    use_mini_mask=False)
-        result = inference.detect([image])[0]
-        ap, *_ = utils.compute_ap(boxes, class_ids, masks, result["rois"], result["class_ids"],
-                                  result["scores"], result["masks"])
-        aps.append(ap)
-    print(f"held-out mAP@0.5 after {EPOCHS * config.STEPS_PER_EPOCH} steps: {np.mean(aps):.3f}")
+        result, low_result = inference.detect([image])[0], low.detect([image])[0]
+        for r, scores in ((result, aps), (low_result, low_aps)):
+            ap, *_ = utils.compute_ap(boxes, class_ids, masks, r["rois"], r["class_ids"], r["scores"], r["masks"])
+            scores.append(ap)
+        overlaps = utils.compute_overlaps_masks(result["masks"], low_result["masks"])
+        same_class = result["class_ids"][:, None] == low_result["class_ids"][None, :]
+        for i in np.flatnonzero(result["scores"] >= 0.9):
+            confident += 1
+            matched += bool(((overlaps[i] >= 0.8) & same_class[i]).any())
+    print(f"held-out mAP@0.5 after {EPOCHS * config.STEPS_PER_EPOCH} steps: {np.mean(aps):.3f} "
+          f"(mixed_bfloat16 copy: {np.mean(low_aps):.3f}, {matched}/{confident} confident detections matched)")
     assert np.mean(aps) >= MIN_MAP, f"held-out mAP@0.5 {np.mean(aps):.3f}"
+    # Stated tolerance for bfloat16 (8-bit mantissa) against float32 on the same weights: held-out mAP
+    # within 0.05, and 90% of the float32 detections scored >= 0.9 found again (same class, mask IoU >= 0.8).
+    assert abs(np.mean(low_aps) - np.mean(aps)) <= 0.05
+    assert confident > 0 and matched >= 0.9 * confident

@@ -86,8 +86,13 @@ class DataGenerator(keras.utils.PyDataset):
     def __getitem__(self, index):
         if not 0 <= index < len(self):
             raise IndexError(f"batch index {index} out of range for {len(self)} batches")
-        order = self._order
-        rng = np.random.default_rng((self.seed, 1, self.epoch, index))
+        return self.batch_at(self.epoch, index, self._order)
+
+    def batch_at(self, epoch, index, order=None):
+        """Batch ``index`` of epoch ``epoch`` (the same batch ``self[index]`` gives in that epoch), without
+        moving the generator's epoch: any batch of any epoch, from any thread."""
+        order = self._epoch_order(epoch) if order is None else order
+        rng = np.random.default_rng((self.seed, 1, epoch, index))
         py_rng = random.Random(int(rng.integers(2**31)))
         samples = []
         position = index * self.batch_size
@@ -106,10 +111,10 @@ class DataGenerator(keras.utils.PyDataset):
         return self._collate(samples), []
 
     # ---------------------------------------------------------------- helpers
-    def _epoch_order(self):
+    def _epoch_order(self, epoch=None):
         ids = np.array(self.dataset.image_ids)
         if self.shuffle:
-            np.random.default_rng((self.seed, 0, self.epoch)).shuffle(ids)
+            np.random.default_rng((self.seed, 0, self.epoch if epoch is None else epoch)).shuffle(ids)
         return ids
 
     def _load(self, image_id, rng, py_rng):
@@ -154,6 +159,12 @@ class DataGenerator(keras.utils.PyDataset):
             gt_boxes[i, :n] = sample[5]
             gt_masks[i, :, :, :n] = sample[6]
         return [images, image_meta, rpn_match, rpn_bbox, gt_class_ids, gt_boxes, gt_masks]
+
+
+def model_inputs(inputs):
+    """The generator's arrays as ``fit`` feeds them: ``gt_masks`` as uint8 instead of bool (Keras reduces
+    the first batch across tf.distribute replicas, which bool tensors cannot be)."""
+    return [np.asarray(a, np.uint8) if a.dtype == bool else a for a in inputs]
 
 
 def _seeded_copy(augmentation, seed):

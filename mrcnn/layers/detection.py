@@ -23,6 +23,7 @@ class DetectionLayer(layers.Layer):
     """
 
     def __init__(self, max_instances, min_confidence, nms_threshold, bbox_std_dev, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # box math stays float32 under mixed precision
         super().__init__(**kwargs)
         self.max_instances = int(max_instances)
         self.min_confidence = float(min_confidence)

@@ -10,7 +10,16 @@ from mrcnn.anchors import generate_pyramid_anchors
 from mrcnn.boxes import norm_boxes
 
 
-class AnchorsLayer(layers.Layer):
+class Float32Layer(layers.Layer):
+    """A layer that computes in float32 whatever the dtype policy (box math under mixed precision):
+    floating inputs are cast to float32 on the way in."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+
+class AnchorsLayer(Float32Layer):
     """Normalized anchors ``[batch, num_anchors, 4]`` for a fixed image size, broadcast to the batch.
 
     The anchors are generated once in NumPy from the arguments (Matterport's ``get_anchors``) and held
@@ -47,7 +56,7 @@ class AnchorsLayer(layers.Layer):
                 "anchor_stride": self.anchor_stride, "image_shape": self.image_shape}
 
 
-class NormBoxes(layers.Layer):
+class NormBoxes(Float32Layer):
     """Pixel boxes ``[batch, N, 4]`` to normalized ones, using the image size of the input image."""
 
     def call(self, boxes, image):
@@ -55,7 +64,14 @@ class NormBoxes(layers.Layer):
 
 
 class MergeRoiAxis(layers.Layer):
-    """``[batch, num_rois, ...]`` -> ``[batch * num_rois, ...]`` so per-ROI layers see a plain batch."""
+    """``[batch, num_rois, ...]`` -> ``[batch * num_rois, ...]`` so per-ROI layers see a plain batch.
+
+    A reshape: it keeps its input's dtype under any dtype policy.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
 
     def call(self, x):
         return ops.reshape(x, (-1,) + tuple(x.shape[2:]))
@@ -66,9 +82,13 @@ class MergeRoiAxis(layers.Layer):
 
 
 class SplitRoiAxis(layers.Layer):
-    """``[batch * num_rois, ...]`` -> ``[batch, num_rois, ...]``; ``shape`` (optional) reshapes the rest."""
+    """``[batch * num_rois, ...]`` -> ``[batch, num_rois, ...]``; ``shape`` (optional) reshapes the rest.
+
+    A reshape: it keeps its input's dtype under any dtype policy (float32 class probabilities stay so).
+    """
 
     def __init__(self, num_rois, shape=None, **kwargs):
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.num_rois = int(num_rois)
         self.shape = None if shape is None else [int(v) for v in shape]
@@ -86,7 +106,7 @@ class SplitRoiAxis(layers.Layer):
         return {**super().get_config(), "num_rois": self.num_rois, "shape": self.shape}
 
 
-class MetaField(layers.Layer):
+class MetaField(Float32Layer):
     """One named field of ``[batch, IMAGE_META_SIZE]`` image meta (layout in mrcnn.data.image_meta)."""
 
     def __init__(self, field, **kwargs):
@@ -100,7 +120,7 @@ class MetaField(layers.Layer):
         return {**super().get_config(), "field": self.field}
 
 
-class DetectionBoxes(layers.Layer):
+class DetectionBoxes(Float32Layer):
     """The boxes ``[batch, N, 4]`` of ``[batch, N, (y1, x1, y2, x2, class_id, score)]`` detections."""
 
     def call(self, detections):

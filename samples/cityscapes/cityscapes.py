@@ -32,9 +32,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from attention.cost import StepTimer  # noqa: E402
+from mrcnn import distribute  # noqa: E402
 from mrcnn import model as modellib  # noqa: E402
 from mrcnn.config import ConfigError  # noqa: E402
 from mrcnn.dataset import ImageLoadError  # noqa: E402
+from mrcnn.distribute import DistributeError  # noqa: E402
 from samples.cityscapes import jobs  # noqa: E402
 from samples.cityscapes.config import (  # noqa: E402
     CityscapesConfig,
@@ -82,6 +84,16 @@ def build_parser():
     parser.add_argument("--seed", type=int, default=0, help="seed of weights init, sampling and batches")
     parser.add_argument("--no-evaluate", action="store_true",
                         help="train: skip the evaluation and pictures after training")
+    parser.add_argument("--gpus", type=int, default=None,
+                        help="train: GPUs per machine (Config.GPU_COUNT); N > 1 mirrors the model over the first "
+                             "N GPUs, global batch IMAGES_PER_GPU x N. With TF_CONFIG set, every machine of the "
+                             "cluster trains (MultiWorkerMirroredStrategy), only the chief writes")
+    parser.add_argument("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"), default="float32",
+                        help="Config.MIXED_PRECISION: convolutions and heads in 16 bits, box math and losses "
+                             "in float32")
+    parser.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
+                        help="Config.JIT_COMPILE: auto is Keras's choice (on with a GPU, off on CPU-only "
+                             "machines and under tf.distribute)")
     return parser
 
 
@@ -95,6 +107,11 @@ def make_config(args):
     overrides = {"CLASSES": classes, "NUM_CLASSES": 1 + len(classes)}
     if args.steps:
         overrides["STEPS_PER_EPOCH"] = args.steps
+    if getattr(args, "gpus", None):
+        overrides["GPU_COUNT"] = args.gpus
+    if getattr(args, "precision", "float32") != "float32":
+        overrides["MIXED_PRECISION"] = args.precision
+    overrides["JIT_COMPILE"] = {"auto": None, "on": True, "off": False}[getattr(args, "xla", "auto")]
     if args.attention:
         base = SyntheticCityscapesConfig if synthetic else CityscapesConfig
         overrides["ATTENTION_STAGES"] = tuple(base.ATTENTION_DEFAULT_STAGES)
@@ -130,6 +147,9 @@ def run_train(args):
 
     timer = StepTimer()
     jobs.train_stages(model, train_set, val_set, stages, augmentation=iaa.Fliplr(0.5), custom_callbacks=[timer])
+    if not distribute.is_chief():
+        print("Trained as a non-chief worker: the chief wrote the checkpoints and logs")
+        return model
     summary_path = os.path.join(model.log_dir, "run_summary.json")
     jobs.write_run_summary(model, timer, summary_path)
     print(f"Saved {summary_path}")
@@ -137,11 +157,12 @@ def run_train(args):
         if subset.skipped:
             print(f"Skipped {len(subset.skipped)} bad frames (see the log above)")
     if args.no_evaluate:
-        return
+        return model
     checkpoint = model.find_last()
-    model = inference_model(args, config, checkpoint)
-    run_evaluate(args, model=model)
-    run_detect(args, model=model)
+    inference = inference_model(args, config, checkpoint)
+    run_evaluate(args, model=inference)
+    run_detect(args, model=inference)
+    return model
 
 
 def inference_model(args, config=None, checkpoint=None):
@@ -185,7 +206,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         {"train": run_train, "evaluate": run_evaluate, "detect": run_detect}[args.command](args)
-    except (UsageError, jobs.WeightsChoiceError, jobs.ScheduleError, CityscapesDataError, ConfigError,
+    except (UsageError, DistributeError, jobs.WeightsChoiceError, jobs.ScheduleError, CityscapesDataError, ConfigError,
             ImageLoadError, FileNotFoundError) as error:
         print(f"\ncityscapes.py {args.command}: {error}", file=sys.stderr)
         return 2
