@@ -17,7 +17,7 @@ from tests.conftest import tiny_backbone
 
 SIDE = 64
 EPOCHS = 20          # x 100 steps of 4 images: 182 s measured on 2 CPU cores
-MIN_MAP = 0.6        # the aim; measured 0.831 (python -m pytest -s tests/test_learning.py)
+MIN_MAP = 0.6        # the aim; measured 0.831 and 0.673 (python -m pytest -s tests/test_learning.py)
 
 
 class LearnConfig(Config):
