@@ -8,7 +8,8 @@ The first call of each mode (tracing, XLA compilation) is timed apart as ``first
 On a CPU the numbers say what each mode costs there, not on a GPU: CPUs without bfloat16 units emulate
 it, and XLA on CPU is not tuned as on GPUs.
 
-Usage: ``python benchmarks/bench_train.py [--repeats 3] [--images-per-gpu 1] [--fp16] [--size 512]``
+Usage: ``python benchmarks/bench_train.py [--repeats 3] [--images-per-gpu 1] [--fp16] [--size 512]
+[--precisions float32 mixed_bfloat16] [--xla off on]``
 """
 
 from __future__ import annotations
@@ -72,9 +73,15 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--images-per-gpu", type=int, default=1)
     parser.add_argument("--fp16", action="store_true", help="also time mixed_float16 (slow on CPUs)")
+    parser.add_argument("--precisions", nargs="+", choices=("float32", "mixed_bfloat16", "mixed_float16"),
+                        help="only these precisions (default float32 and mixed_bfloat16, plus --fp16)")
+    parser.add_argument("--xla", nargs="+", choices=("off", "on"), default=["off", "on"],
+                        help="XLA settings to time on one device")
     args = parser.parse_args(argv)
     gpus = len(tf.config.list_physical_devices("GPU"))
     precisions = [None, "mixed_bfloat16"] + (["mixed_float16"] if args.fp16 else [])
+    if args.precisions:
+        precisions = [None if p == "float32" else p for p in args.precisions]
     report = {"machine": {"cpus": os.cpu_count(), "gpus": gpus, "python": platform.python_version(),
                           "tensorflow": tf.__version__, "keras": keras.__version__},
               "size": args.size, "images_per_gpu": args.images_per_gpu, "repeats": args.repeats, "runs": []}
@@ -82,7 +89,7 @@ def main(argv=None):
         for gpu_count in range(1, max(1, gpus) + 1):
             for precision in precisions:
                 # XLA with several GPUs: Keras's auto leaves it off under tf.distribute; time what users get
-                for jit in ((False, True) if gpu_count == 1 else (False,)):
+                for jit in ([x == "on" for x in args.xla] if gpu_count == 1 else (False,)):
                     config = BenchConfig(IMAGE_MIN_DIM=args.size, IMAGE_MAX_DIM=args.size, GPU_COUNT=gpu_count,
                                          IMAGES_PER_GPU=args.images_per_gpu, MIXED_PRECISION=precision,
                                          JIT_COMPILE=jit)
