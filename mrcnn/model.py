@@ -20,12 +20,13 @@ import datetime
 import logging
 import os
 import re
+import threading
 from collections import OrderedDict
 
 import keras
 import numpy as np
 
-from mrcnn import distribute, utils
+from mrcnn import checkpoints, distribute, utils
 from mrcnn.anchors import generate_pyramid_anchors
 from mrcnn.boxes import norm_boxes
 from mrcnn.data.generator import DataGenerator, data_generator, model_inputs
@@ -35,7 +36,8 @@ from mrcnn.data.targets import build_rpn_targets
 from mrcnn.download import download_file
 from mrcnn.graph import build_inference_model, build_training_model
 from mrcnn.postprocess import unmold_detections
-from mrcnn.training import SGD, AtomicCheckpoint, TrainingModel, layers_regex, set_trainable
+from mrcnn.checkpoints import AtomicCheckpoint, TrainingDiverged
+from mrcnn.training import SGD, StopOnNonFinite, TrainingModel, layers_regex, set_trainable
 from mrcnn.weights import load_weights, save_weights
 
 logger = logging.getLogger(__name__)
@@ -87,6 +89,9 @@ class MaskRCNN:
         self.model_dir = model_dir
         self.seed = seed
         self.epoch = 0
+        self.history = []  # rows of training_log.csv, restored with a checkpoint's training state
+        self._resume_state = None  # the training state of the checkpoint loaded last, until train() uses it
+        self._last_checkpoint = None
         self.set_log_dir()
         # GPU_COUNT > 1 or TF_CONFIG: the training model lives in a tf.distribute strategy's scope.
         self.strategy = distribute.strategy_for(config) if mode == "training" else None
@@ -133,7 +138,8 @@ class MaskRCNN:
                 now = datetime.datetime(*(int(match.group(i)) for i in range(1, 6)))
                 # The file of epoch N was written after N epochs: training resumes at epoch N.
                 self.epoch = int(match.group(6))
-                logger.info("Re-starting from epoch %d", self.epoch)
+                if self.mode == "training":
+                    logger.info("Re-starting from epoch %d", self.epoch)
         name = (self.config.NAME or "mask_rcnn").lower()
         self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M}")
         self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
@@ -158,14 +164,29 @@ class MaskRCNN:
         """Load Matterport-layout ``.h5`` weights (Matterport's files or this project's checkpoints).
 
         exclude: layer names to skip (implies by_name). Logs which model layers stayed as they were.
-        A checkpoint of this project also restores the log dir and epoch counter, to resume training.
-        Returns a :class:`mrcnn.weights.LoadReport`.
+        A checkpoint of this project also restores the log dir and epoch counter and, in training mode, its
+        training state (optimizer state, random generators, the CSV's rows: see mrcnn.checkpoints), which
+        the next ``train`` call resumes from. Returns a :class:`mrcnn.weights.LoadReport`.
         """
         report = load_weights(self.keras_model, filepath, by_name=by_name, exclude=exclude)
         if report.not_in_file:
             logger.info("Layers not in %s, left as initialised: %s", filepath, ", ".join(report.not_in_file))
         self.set_log_dir(filepath)
+        state = checkpoints.read_state(filepath) if self.mode == "training" else None
+        self._resume_state = state if state is not None and state.epoch == self.epoch else None
+        self.history = list(state.history) if self._resume_state else []
+        self._last_checkpoint = os.path.abspath(filepath) if self._resume_state else None
+        if self._resume_state and self._resume_state.seed is not None and self.seed != self._resume_state.seed:
+            logger.warning("%s was trained with seed %s, this model has seed %s: batches will differ from the "
+                           "run's", filepath, self._resume_state.seed, self.seed)
         return report
+
+    def training_state(self, epoch):
+        """The :class:`mrcnn.checkpoints.TrainingState` to store with the checkpoint of ``epoch``."""
+        return checkpoints.TrainingState(
+            epoch=epoch, seed=self.seed, train_call=dict(self._train_call), history=list(self.history),
+            optimizer=checkpoints.optimizer_state(self.keras_model.optimizer),
+            seed_generators=checkpoints.seed_generator_states(self.keras_model))
 
     def save_weights(self, filepath):
         """Write the weights in the same layout load_weights reads (atomically)."""
@@ -201,8 +222,14 @@ class MaskRCNN:
         """Train until epoch ``epochs`` (counted over all calls, as Matterport's ``initial_epoch``).
 
         layers: "heads", "3+", "4+", "5+", "all", or a regex of layer names to train.
-        Writes ``<log_dir>/mask_rcnn_<name>_<epoch>.h5`` after each epoch, TensorBoard events, and
-        ``<log_dir>/training_log.csv`` with the five losses and their ``val_`` twins.
+        Writes ``<log_dir>/mask_rcnn_<name>_<epoch>.h5`` after each epoch (weights and training state,
+        see mrcnn.checkpoints), TensorBoard events, and ``<log_dir>/training_log.csv`` with the five losses,
+        their ``val_`` twins and the learning rate.
+
+        Resuming (after ``load_weights(checkpoint)``) continues the run: data order and augmentation from
+        the checkpoint's epoch, and, when this call is the one the checkpoint was written in (same
+        ``layers``, ``learning_rate`` and ``epochs``), its optimizer state and random generators.
+        The first NaN or infinite loss stops training with :class:`mrcnn.checkpoints.TrainingDiverged`.
         """
         if self.mode != "training":
             raise ValueError("Create model in training mode.")
@@ -212,13 +239,13 @@ class MaskRCNN:
         def generator(dataset, steps, seed_offset, batch_size=None, worker=0, **kwargs):
             seed = None if self.seed is None else self.seed + seed_offset + 1000 * worker
             return DataGenerator(dataset, config, shuffle=True, steps=steps, seed=seed, workers=workers,
-                                 batch_size=batch_size, **kwargs)
+                                 batch_size=batch_size, initial_epoch=self.epoch, **kwargs)
 
         train_kwargs = dict(augmentation=augmentation, no_augmentation_sources=no_augmentation_sources)
         tf_config = distribute.parse_tf_config()
         if tf_config is None:  # one machine: batches of BATCH_SIZE, split across GPU_COUNT replicas
-            train_data = _Batches(generator(train_dataset, config.STEPS_PER_EPOCH, 0, **train_kwargs))
-            val_data = _Batches(generator(val_dataset, config.VALIDATION_STEPS, 1))
+            train_data = _Batches(generator(train_dataset, config.STEPS_PER_EPOCH, 0, **train_kwargs), self.epoch)
+            val_data = _Batches(generator(val_dataset, config.VALIDATION_STEPS, 1), self.epoch)
         else:  # several machines: each loads IMAGES_PER_GPU images per replica, its own images
             train_data = distribute.worker_dataset(
                 self.strategy, lambda worker: generator(train_dataset, config.STEPS_PER_EPOCH, 0,
@@ -229,13 +256,22 @@ class MaskRCNN:
                                                         config.IMAGES_PER_GPU, worker),
                 config.VALIDATION_STEPS)
         # Only the chief writes checkpoints and logs (every process when there is one).
-        callbacks = []
+        self._train_call = {"layers": layers, "learning_rate": float(learning_rate), "epochs": int(epochs)}
+        checkpoint = AtomicCheckpoint(self.checkpoint_path, run=self)
+        checkpoint.last_path = self._last_checkpoint
+        callbacks = [StopOnNonFinite(checkpoint)]
         if distribute.is_chief(tf_config):
             os.makedirs(self.log_dir, exist_ok=True)
-            callbacks = [
+            debris = checkpoints.clean_debris(self.log_dir)
+            if debris:
+                logger.info("Removed %d temporary files of an interrupted run from %s", len(debris), self.log_dir)
+            # The log as of the checkpoint (a run killed after its checkpoint, before the CSV, lost a row).
+            self.history = [row for row in self.history if row["epoch"] < self.epoch]
+            if self.history:
+                checkpoints.write_csv(os.path.join(self.log_dir, checkpoints.CSV_NAME), self.history)
+            callbacks += [
                 keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
-                keras.callbacks.CSVLogger(os.path.join(self.log_dir, "training_log.csv"), append=True),
-                AtomicCheckpoint(self.checkpoint_path),
+                checkpoint,
             ]
         callbacks += list(custom_callbacks or [])
 
@@ -244,13 +280,39 @@ class MaskRCNN:
             print(f"Checkpoint Path: {self.checkpoint_path}")
         self.set_trainable(layers, verbose=0)
         self.compile(learning_rate, config.LEARNING_MOMENTUM)
-        history = self.keras_model.fit(
-            train_data, initial_epoch=self.epoch, epochs=epochs,
-            steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
-            validation_data=val_data, validation_steps=config.VALIDATION_STEPS,
-            verbose=verbose)
+        self._resume(self._resume_state)
+        self._resume_state = None
+        try:
+            history = self.keras_model.fit(
+                train_data, initial_epoch=self.epoch, epochs=epochs,
+                steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
+                validation_data=val_data, validation_steps=config.VALIDATION_STEPS,
+                verbose=verbose)
+        except Exception as error:
+            # NaN weights fail inside the graph (e.g. non-finite boxes) before any loss is seen.
+            if isinstance(error, TrainingDiverged) or "finite" not in str(error):
+                raise
+            raise TrainingDiverged(callbacks[0].describe(
+                f"the graph stopped on non-finite values ({str(error).strip().splitlines()[0][:200]})")) from None
+        finally:
+            self._last_checkpoint = checkpoint.last_path
         self.epoch = max(self.epoch, epochs)
         return history
+
+    def _resume(self, state):
+        """Continue the train() call a checkpoint was written in: its optimizer state and random generators
+        (a later call of the same run, e.g. the next stage, starts them afresh, as it did the first time)."""
+        if state is None:
+            return
+        if state.train_call != self._train_call:
+            logger.info("Resuming at epoch %d with a new train() call %s (the checkpoint's was %s): fresh "
+                        "optimizer state", self.epoch, self._train_call, state.train_call)
+            return
+        with self._scope():
+            restored = checkpoints.restore_optimizer(
+                self.keras_model.optimizer, self.keras_model.trainable_variables, state.optimizer)
+            checkpoints.restore_seed_generators(self.keras_model, state.seed_generators)
+        logger.info("Resumed the optimizer state of epoch %d (%d momentum slots)", self.epoch, restored)
 
     # ------------------------------------------------------------------ inference
     def mold_inputs(self, images):
@@ -363,19 +425,33 @@ class MaskRCNN:
 
 
 class _Batches(keras.utils.PyDataset):
-    """Adapts a DataGenerator to ``fit``: batches as ``(inputs,)`` (the losses need no ``y``)."""
+    """Adapts a DataGenerator to ``fit``: batches as ``(inputs,)`` (the losses need no ``y``).
 
-    def __init__(self, generator):
+    An endless stream: with ``steps_per_epoch`` given, Keras keeps one iterator across epochs, so batch
+    ``k`` of the stream is batch ``k % steps`` of epoch ``first_epoch + k // steps``, whatever the workers
+    prefetch and however often Keras calls ``on_epoch_end`` (twice per epoch for validation data). A
+    resumed run (``first_epoch`` = the checkpoint's epoch) sees exactly the batches the first run would.
+    """
+
+    def __init__(self, generator, first_epoch=0):
         super().__init__(workers=generator.workers, use_multiprocessing=generator.use_multiprocessing,
                          max_queue_size=generator.max_queue_size)
         self.generator = generator
+        self.first_epoch = int(first_epoch)
+        self.steps = len(generator)
+        self._orders = {}
+        self._lock = threading.Lock()
 
-    def __len__(self):
-        return len(self.generator)
+    @property
+    def num_batches(self):
+        return None  # endless
 
     def __getitem__(self, index):
-        inputs, _ = self.generator[index]
+        epoch = self.first_epoch + index // self.steps
+        with self._lock:
+            if epoch not in self._orders:
+                self._orders = {epoch: self.generator._epoch_order(epoch), **{
+                    e: o for e, o in self._orders.items() if e >= epoch - 1}}
+            order = self._orders[epoch]
+        inputs, _ = self.generator.batch_at(epoch, index % self.steps, order)
         return (tuple(model_inputs(inputs)),)
-
-    def on_epoch_end(self):
-        self.generator.on_epoch_end()

@@ -8,7 +8,6 @@ as usual.
 
 from __future__ import annotations
 
-import os
 import re
 
 import keras
@@ -16,8 +15,8 @@ import numpy as np
 from keras import ops
 
 from mrcnn import ops as mops
+from mrcnn.checkpoints import AtomicCheckpoint, TrainingDiverged  # noqa: F401  (re-exported)
 from mrcnn.losses import LOSS_NAMES
-from mrcnn.weights import save_weights
 
 # Matterport's presets for MaskRCNN.train(layers=...)
 LAYER_PRESETS = {
@@ -125,19 +124,37 @@ def set_trainable(model, layer_regex, verbose=0, indent=0):
     return trainable_names
 
 
-class AtomicCheckpoint(keras.callbacks.Callback):
-    """Write the weights after every epoch to ``path_template.format(epoch=epoch + 1)``, atomically.
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stop at the first training step whose loss is NaN or infinite, with one clear message.
 
-    The file appears only once complete (temporary file, then rename), so ``find_last`` never picks a
-    truncated checkpoint from an interrupted run.
+    Raises :class:`mrcnn.checkpoints.TrainingDiverged` naming the loss, the epoch and step, and the
+    learning rate; the epoch's checkpoint is not written, so the last good one stays the last.
     """
 
-    def __init__(self, path_template, weights_model=None):
+    def __init__(self, checkpoint=None):
         super().__init__()
-        self.path_template = path_template
-        self.weights_model = weights_model
+        self.checkpoint = checkpoint  # the AtomicCheckpoint, for the last good file in the message
+        self.epoch = 0
+        self.step = 0
 
-    def on_epoch_end(self, epoch, logs=None):
-        path = self.path_template.format(epoch=epoch + 1)
-        save_weights(self.weights_model or self.model, path)
-        self.last_path = os.path.abspath(path)
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step = batch
+        for name in list(LOSS_NAMES) + ["loss"]:
+            value = (logs or {}).get(name)
+            if value is not None and not np.isfinite(float(np.asarray(value))):
+                raise TrainingDiverged(self.describe(f"{name} is {float(np.asarray(value))}"))
+
+    def describe(self, what):
+        """``what`` at this epoch and step, with the learning rate and the last good checkpoint."""
+        optimizer = getattr(self.model, "optimizer", None)
+        optimizer = getattr(optimizer, "inner_optimizer", None) or optimizer
+        lr = float(np.asarray(optimizer.learning_rate)) if optimizer is not None else float("nan")
+        last = getattr(self.checkpoint, "last_path", None)
+        return (f"training diverged: {what} at epoch {self.epoch + 1}, step {self.step + 1} (learning rate "
+                f"{lr:g}). Training stopped; the last good checkpoint is "
+                f"{last or 'the one training started from (none written in this call)'}. Try a lower learning "
+                f"rate (e.g. a 0.1 factor in --schedule), GRADIENT_CLIP_NORM, or look for bad boxes or masks "
+                f"in the data (mrcnn.visualize.display_instances on a few training images).")

@@ -51,8 +51,11 @@ def _weight_names(layer):
     return [f"{w.path}:0" for w in layer.weights]
 
 
-def save_weights(model, filepath):
-    """Write the model's weights in Keras 2's HDF5 layout, atomically."""
+def save_weights(model, filepath, extra=None):
+    """Write the model's weights in Keras 2's HDF5 layout, atomically.
+
+    extra: a function called with the open ``h5py.File`` before it is closed and renamed into place (the
+    training state of a checkpoint, see mrcnn.checkpoints)."""
     filepath = os.fspath(filepath)
     directory = os.path.dirname(os.path.abspath(filepath))
     os.makedirs(directory, exist_ok=True)
@@ -71,6 +74,8 @@ def save_weights(model, filepath):
                 group.attrs["weight_names"] = np.array([name.encode("utf8") for name in names], dtype="S")
                 for name, variable in zip(names, layer.weights):
                     group.create_dataset(name, data=np.asarray(variable.numpy()))
+            if extra is not None:
+                extra(f)
         os.replace(tmp, filepath)
     finally:
         if os.path.exists(tmp):
