@@ -61,6 +61,20 @@ def resize(image, output_shape, order=1, preserve_range=True):
     return out.astype(dtype)
 
 
+def resize_scale(height, width, min_dim=None, max_dim=None, min_scale=None, mode="square"):
+    """The scale :func:`resize_image` applies to an image of ``height x width`` (1 in "none" mode)."""
+    if mode == "none":
+        return 1
+    scale = 1
+    if min_dim:
+        scale = max(1, min_dim / min(height, width))
+    if min_scale and scale < min_scale:
+        scale = min_scale
+    if mode == "square" and max_dim and round(max(height, width) * scale) > max_dim:
+        scale = max_dim / max(height, width)
+    return scale
+
+
 def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square", rng=None):
     """Resize an image keeping its aspect ratio (Matterport's semantics).
 
@@ -88,16 +102,9 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     if mode == "none":
         return image, window, scale, padding, crop
 
-    if min_dim:
-        scale = max(1, min_dim / min(h, w))
-    if min_scale and scale < min_scale:
-        scale = min_scale
-    if mode == "square":
-        if not max_dim:
-            raise ValueError("resize_image: square mode needs max_dim")
-        image_max = max(h, w)
-        if round(image_max * scale) > max_dim:
-            scale = max_dim / image_max
+    if mode == "square" and not max_dim:
+        raise ValueError("resize_image: square mode needs max_dim")
+    scale = resize_scale(h, w, min_dim, max_dim, min_scale, mode)
     if scale != 1:
         image = resize(image, (round(h * scale), round(w * scale)))
 

@@ -29,14 +29,16 @@ import numpy as np
 from mrcnn import checkpoints, distribute, utils
 from mrcnn.anchors import generate_pyramid_anchors
 from mrcnn.boxes import norm_boxes
+from mrcnn.checkpoints import AtomicCheckpoint, TrainingDiverged
 from mrcnn.data.generator import DataGenerator, data_generator, model_inputs
 from mrcnn.data.image_meta import compose_image_meta, mold_image, parse_image_meta, unmold_image
 from mrcnn.data.loading import load_image_gt
 from mrcnn.data.targets import build_rpn_targets
 from mrcnn.download import download_file
 from mrcnn.graph import build_inference_model, build_training_model
+from mrcnn.imaging import resize_scale
+from mrcnn.inputs import as_images
 from mrcnn.postprocess import unmold_detections
-from mrcnn.checkpoints import AtomicCheckpoint, TrainingDiverged
 from mrcnn.training import SGD, StopOnNonFinite, TrainingModel, layers_regex, set_trainable
 from mrcnn.weights import load_weights, save_weights
 
@@ -49,28 +51,37 @@ __all__ = [
 
 IMAGENET_WEIGHTS_URL = ("https://github.com/fchollet/deep-learning-models/releases/download/v0.2/"
                         "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
+MAX_MOLDED_PIXELS = 1 << 26  # detect(): a larger molded image is refused (its float32 input alone is 768 MiB)
 CHECKPOINT_RE = re.compile(
     r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask\_rcnn\_[\w-]+(\d{4})\.h5$")
 
 
-def _as_rgb(image):
-    """Images of any channel layout as uint8 RGB ``[H, W, 3]``, for detect()."""
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3:
-        raise ValueError(f"detect: expected an image [H, W] or [H, W, C], got shape {image.shape}")
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    elif image.shape[2] == 4:
-        image = image[:, :, :3]
-    elif image.shape[2] != 3:
-        raise ValueError(f"detect: expected 1, 3 or 4 channels, got {image.shape[2]}")
-    if image.dtype != np.uint8:
-        if np.issubdtype(image.dtype, np.floating) and image.max(initial=0) <= 1.0:
-            image = image * 255.0
-        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    return image
+def run_dirs(model_dir, name):
+    """The run folders ``<name><YYYYmmddTHHMM>`` of a config NAME under ``model_dir``, oldest first (not
+    those of ``<name>_other`` configs)."""
+    name = (name or "mask_rcnn").lower()
+    run_re = re.compile(re.escape(name) + r"\d{8}T\d{4}$")
+    if not os.path.isdir(model_dir):
+        return []
+    return [os.path.join(model_dir, d) for d in sorted(os.listdir(model_dir)) if run_re.match(d)]
+
+
+def checkpoints_of(run_dir):
+    """The complete checkpoints of a run folder, by epoch (temporary files never count)."""
+    return [os.path.join(run_dir, f) for f in sorted(os.listdir(run_dir))
+            if f.startswith("mask_rcnn") and f.endswith(".h5")]
+
+
+def find_last(model_dir, name):
+    """Path of the last checkpoint of the most recent run of config NAME ``name`` that has one."""
+    for run_dir in reversed(run_dirs(model_dir, name)):
+        found = checkpoints_of(run_dir)
+        if found:
+            return found[-1]
+    name = (name or "mask_rcnn").lower()
+    raise FileNotFoundError(
+        f"Could not find a checkpoint of {name!r} in {os.path.abspath(model_dir)} "
+        f"(looked for {name}*/mask_rcnn_*.h5)")
 
 
 def _jit_setting(config):
@@ -146,19 +157,7 @@ class MaskRCNN:
 
     def find_last(self):
         """Path of the last checkpoint of the most recent run of this config's NAME."""
-        name = (self.config.NAME or "mask_rcnn").lower()
-        run_re = re.compile(re.escape(name) + r"\d{8}T\d{4}$")  # not the runs of "<name>_other" configs
-        runs = sorted(d for d in os.listdir(self.model_dir) if run_re.match(d)) \
-            if os.path.isdir(self.model_dir) else []
-        for run in reversed(runs):
-            run_dir = os.path.join(self.model_dir, run)
-            checkpoints = sorted(f for f in os.listdir(run_dir)
-                                 if f.startswith("mask_rcnn") and f.endswith(".h5"))
-            if checkpoints:
-                return os.path.join(run_dir, checkpoints[-1])
-        raise FileNotFoundError(
-            f"Could not find a checkpoint of {name!r} in {os.path.abspath(self.model_dir)} "
-            f"(looked for {name}*/mask_rcnn_*.h5)")
+        return find_last(self.model_dir, self.config.NAME)
 
     def load_weights(self, filepath, by_name=False, exclude=None):
         """Load Matterport-layout ``.h5`` weights (Matterport's files or this project's checkpoints).
@@ -287,7 +286,7 @@ class MaskRCNN:
                 train_data, initial_epoch=self.epoch, epochs=epochs,
                 steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
                 validation_data=val_data, validation_steps=config.VALIDATION_STEPS,
-                verbose=verbose)
+                shuffle=False, verbose=verbose)  # the batches come shuffled (reproducibly)
         except Exception as error:
             # NaN weights fail inside the graph (e.g. non-finite boxes) before any loss is seen.
             if isinstance(error, TrainingDiverged) or "finite" not in str(error):
@@ -333,6 +332,26 @@ class MaskRCNN:
             windows.append(window)
         return np.stack(molded_images), np.stack(image_metas), np.array(windows)
 
+    def _mold_one(self, image, index):
+        """mold_inputs for one image, with errors that name it and a bound on the molded size."""
+        config = self.config
+        height, width = image.shape[:2]
+        scale = resize_scale(height, width, config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, config.IMAGE_MIN_SCALE,
+                             config.IMAGE_RESIZE_MODE)
+        if config.IMAGE_RESIZE_MODE != "none":
+            size = (round(height * scale), round(width * scale))
+            if min(size) < 1:
+                raise ValueError(
+                    f"detect: images[{index}] of shape {image.shape} would shrink to {size[0]}x{size[1]} pixels "
+                    f"({config.IMAGE_RESIZE_MODE} mode, IMAGE_MAX_DIM={config.IMAGE_MAX_DIM}): its aspect ratio "
+                    f"is too extreme; split or pad it first")
+            if size[0] * size[1] > MAX_MOLDED_PIXELS:
+                raise ValueError(
+                    f"detect: images[{index}] of shape {image.shape} would grow to {size[0]}x{size[1]} pixels "
+                    f"({config.IMAGE_RESIZE_MODE} mode scales the short side up to IMAGE_MIN_DIM="
+                    f"{config.IMAGE_MIN_DIM}), more than {MAX_MOLDED_PIXELS} pixels; split or pad it first")
+        return self.mold_inputs([image])
+
     def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape, window):
         """One image's detections in original-image pixels; see mrcnn.postprocess.unmold_detections."""
         return unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window)
@@ -340,15 +359,19 @@ class MaskRCNN:
     def detect(self, images, verbose=0):
         """Detect instances in any number of images of any size and channel layout.
 
+        images: a list of images, a single ``[H, W, C]`` (or ``[H, W]``) array as one image, or a
+        ``[N, H, W, C]`` array as N images; uint8, bool, 16-bit or float (0..1 or 0..255) pixels, 1, 3 or 4
+        channels (see mrcnn.inputs). Paths, empty images, NaN pixels and images that would mold to an empty
+        or oversized input raise ``ValueError``/``TypeError`` naming the image's index.
         Returns one dict per image: ``rois`` ``[N, (y1, x1, y2, x2)]`` int32 image pixels, ``class_ids``
         ``[N]`` int32, ``scores`` ``[N]`` float32, ``masks`` ``[H, W, N]`` bool.
         """
         if self.mode != "inference":
             raise ValueError("Create model in inference mode.")
-        images = [_as_rgb(image) for image in images]
+        images = as_images(images)
         if verbose:
             print(f"Processing {len(images)} images")
-        molded = [self.mold_inputs([image]) for image in images]
+        molded = [self._mold_one(image, i) for i, image in enumerate(images)]
         results = [None] * len(images)
         # Batch images that molded to the same size, at most BATCH_SIZE at a time.
         groups = {}
@@ -408,7 +431,7 @@ class MaskRCNN:
         flat = [t for tensor in tensors for t in (tensor if isinstance(tensor, (list, tuple)) else [tensor])]
         probe = keras.Model(model.inputs, flat)
         if self.mode == "inference":
-            molded_images, metas, _ = self.mold_inputs([_as_rgb(i) for i in images])
+            molded_images, metas, _ = self.mold_inputs(as_images(images, caller="run_graph"))
             if image_metas is not None:
                 metas = image_metas
             values = probe.predict_on_batch(self._inference_inputs(molded_images, metas))

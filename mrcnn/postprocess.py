@@ -83,6 +83,9 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
     wy1, wx1, wy2, wx2 = window
     shift = np.array([wy1, wx1, wy1, wx1])
     scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
+    # A window one pixel thin (an extreme aspect ratio) has no normalized extent: take one pixel's.
+    pixel = 1.0 / np.maximum(np.array(image_shape[:2], dtype=np.float64) - 1, 1)
+    scale = np.where(scale > 0, scale, np.tile(pixel, 2))
     boxes = denorm_boxes((boxes - shift) / scale, original_image_shape[:2])
 
     keep = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])) > 0

@@ -142,18 +142,25 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.step = batch
-        for name in list(LOSS_NAMES) + ["loss"]:
+        self._check(logs, list(LOSS_NAMES) + ["loss"], f"step {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):  # before the checkpoint: validation losses too
+        self._check(logs, sorted(logs or {}), "the end of the epoch")
+
+    def _check(self, logs, names, where):
+        for name in names:
             value = (logs or {}).get(name)
             if value is not None and not np.isfinite(float(np.asarray(value))):
-                raise TrainingDiverged(self.describe(f"{name} is {float(np.asarray(value))}"))
+                raise TrainingDiverged(self.describe(f"{name} is {float(np.asarray(value))}", where))
 
-    def describe(self, what):
+    def describe(self, what, where=None):
         """``what`` at this epoch and step, with the learning rate and the last good checkpoint."""
+        where = where or f"step {self.step + 1}"
         optimizer = getattr(self.model, "optimizer", None)
         optimizer = getattr(optimizer, "inner_optimizer", None) or optimizer
         lr = float(np.asarray(optimizer.learning_rate)) if optimizer is not None else float("nan")
         last = getattr(self.checkpoint, "last_path", None)
-        return (f"training diverged: {what} at epoch {self.epoch + 1}, step {self.step + 1} (learning rate "
+        return (f"training diverged: {what} at epoch {self.epoch + 1}, {where} (learning rate "
                 f"{lr:g}). Training stopped; the last good checkpoint is "
                 f"{last or 'the one training started from (none written in this call)'}. Try a lower learning "
                 f"rate (e.g. a 0.1 factor in --schedule), GRADIENT_CLIP_NORM, or look for bad boxes or masks "

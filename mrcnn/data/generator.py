@@ -73,6 +73,8 @@ class DataGenerator(keras.utils.PyDataset):
             config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.feature_shapes(),
             config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
         self.skipped_image_ids = set()
+        self.empty_crops = 0  # random crops without any object, replaced by the next image's
+        self._objects = {}
         self._lock = threading.Lock()
         self._order = self._epoch_order()
 
@@ -98,11 +100,14 @@ class DataGenerator(keras.utils.PyDataset):
         samples = []
         position = index * self.batch_size
         tried = 0
+        # A random crop can miss every object of an image: such draws are retried with other images (and
+        # the image keeps its turn in later epochs); an image without any object is skipped for good.
+        limit = len(order) * (4 if self.config.IMAGE_RESIZE_MODE == "crop" else 1)
         while len(samples) < self.batch_size:
-            if tried >= len(order):
+            if tried >= limit:
                 raise ValueError(
                     f"DataGenerator: none of the {len(order)} images has a positive instance "
-                    f"(class id > 0); check load_mask")
+                    f"(class id > 0) in {tried} draws; check load_mask")
             image_id = int(order[position % len(order)])
             position += 1
             tried += 1
@@ -129,6 +134,10 @@ class DataGenerator(keras.utils.PyDataset):
         image, image_meta, gt_class_ids, gt_boxes, gt_masks = load_image_gt(
             self.dataset, self.config, image_id, augmentation=augmentation, rng=py_rng)
         if not np.any(gt_class_ids > 0):
+            if self.config.IMAGE_RESIZE_MODE == "crop" and self._has_objects(image_id):
+                with self._lock:
+                    self.empty_crops += 1
+                return None  # this crop missed the objects; another draw will not
             with self._lock:
                 first = image_id not in self.skipped_image_ids
                 self.skipped_image_ids.add(image_id)
@@ -142,6 +151,12 @@ class DataGenerator(keras.utils.PyDataset):
             keep = np.sort(rng.choice(gt_boxes.shape[0], self.config.MAX_GT_INSTANCES, replace=False))
             gt_class_ids, gt_boxes, gt_masks = gt_class_ids[keep], gt_boxes[keep], gt_masks[:, :, keep]
         return image, image_meta, rpn_match, rpn_bbox, gt_class_ids, gt_boxes, gt_masks
+
+    def _has_objects(self, image_id):
+        if image_id not in self._objects:
+            _, class_ids = self.dataset.load_mask(image_id)
+            self._objects[image_id] = bool(np.any(np.asarray(class_ids) > 0))
+        return self._objects[image_id]
 
     def _collate(self, samples):
         config = self.config

@@ -20,6 +20,7 @@ tenth of the learning rate); ``--epochs`` rescales it, ``--schedule`` replaces i
 from __future__ import annotations
 
 import argparse
+import ast
 import logging
 import os
 import sys
@@ -31,9 +32,12 @@ if ROOT_DIR not in sys.path:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import keras  # noqa: E402
+
 from attention.cost import StepTimer  # noqa: E402
 from mrcnn import distribute  # noqa: E402
 from mrcnn import model as modellib  # noqa: E402
+from mrcnn.checkpoints import TrainingDiverged  # noqa: E402
 from mrcnn.config import ConfigError  # noqa: E402
 from mrcnn.dataset import ImageLoadError  # noqa: E402
 from mrcnn.distribute import DistributeError  # noqa: E402
@@ -47,19 +51,34 @@ from samples.cityscapes.dataset import BENCHMARK_CLASSES, INSTANCE_CLASSES, City
 
 DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
 SYNTHETIC_EPOCHS = 10  # the main job's default length on the synthetic set
+CONFIGS = {"synthetic": SyntheticCityscapesConfig, "cityscapes": CityscapesConfig}
+# What a run records in <run>/run.json and train --weights=last takes back (unless given again).
+RUN_SETTINGS = ("dataset", "config", "set", "classes", "attention", "steps", "limit", "skip_bad", "schedule",
+                "epochs", "seed", "deterministic", "precision", "xla", "gpus")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" where the help text does not already say what the default is."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="cityscapes.py", description="Train, evaluate and run Mask R-CNN on Cityscapes.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     parser.add_argument("command", choices=("train", "evaluate", "detect"))
     parser.add_argument("--dataset", default=None,
                         help="Cityscapes root (holding leftImg8bit/ and gtFine/); omitted: the synthetic set, "
                              "generated once into $MRCNN_CACHE or ~/.cache/mrcnn")
     parser.add_argument("--weights", default=None,
                         help="coco | imagenet | last | none | <path to .h5>; default: none to train on the "
-                             "synthetic set, coco to train on --dataset, last to evaluate or detect")
+                             "synthetic set, coco to train on --dataset, last to evaluate or detect. "
+                             "train --weights=last resumes the last run with the settings it recorded")
     parser.add_argument("--logs", default=DEFAULT_LOGS_DIR, help="folder of the runs' logs and checkpoints")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images of each subset")
     parser.add_argument("--epochs", type=int, default=None,
@@ -68,6 +87,12 @@ def build_parser():
                         help=f"stages layers:end_epoch[:lr_factor], comma-separated (default "
                              f"{jobs.DEFAULT_SCHEDULE!r}; 'all:<epochs>' with --weights=none)")
     parser.add_argument("--steps", type=int, default=None, help="steps per epoch (Config.STEPS_PER_EPOCH)")
+    parser.add_argument("--config", choices=tuple(CONFIGS), default=None,
+                        help="settings: synthetic (small frames, narrow ResNet-50) or cityscapes (1024x2048 "
+                             "frames); default: synthetic without --dataset, cityscapes with it")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a Config setting, e.g. --set VALIDATION_STEPS=10 --set "
+                             "RPN_ANCHOR_SCALES='(16, 32, 64, 128, 256)' (repeatable)")
     parser.add_argument("--classes", type=int, choices=(8, 10), default=8,
                         help="8 benchmark classes, or all 10 instance classes (adds caravan, trailer)")
     parser.add_argument("--attention", action="store_true",
@@ -82,6 +107,10 @@ def build_parser():
     parser.add_argument("--skip-bad", action="store_true",
                         help="log and count unreadable or inconsistent frames instead of stopping")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights init, sampling and batches")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="train: TensorFlow's deterministic ops (tf.config.experimental.enable_op_determinism), "
+                             "so the same seed repeats a run exactly (without it, two CPU runs of a tiny model "
+                             "logged losses 4.664 and 4.769 after two steps); slower on GPUs")
     parser.add_argument("--no-evaluate", action="store_true",
                         help="train: skip the evaluation and pictures after training")
     parser.add_argument("--gpus", type=int, default=None,
@@ -101,10 +130,23 @@ class UsageError(RuntimeError):
     """A problem with the command line or the environment that a paragraph explains (no traceback)."""
 
 
+def parse_setting(text):
+    """``"KEY=VALUE"`` -> ``(KEY, value)``, the value read as a Python literal (else kept as a string)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"--set {text!r}: expected KEY=VALUE, e.g. --set VALIDATION_STEPS=10")
+    try:
+        value = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        value = value.strip()
+    return key.strip(), value
+
+
 def make_config(args):
-    synthetic = args.dataset is None
+    base = CONFIGS[args.config or ("synthetic" if args.dataset is None else "cityscapes")]
     classes = BENCHMARK_CLASSES if args.classes == 8 else INSTANCE_CLASSES
     overrides = {"CLASSES": classes, "NUM_CLASSES": 1 + len(classes)}
+    overrides.update(parse_setting(item) for item in args.set or ())
     if args.steps:
         overrides["STEPS_PER_EPOCH"] = args.steps
     if getattr(args, "gpus", None):
@@ -113,10 +155,9 @@ def make_config(args):
         overrides["MIXED_PRECISION"] = args.precision
     overrides["JIT_COMPILE"] = {"auto": None, "on": True, "off": False}[getattr(args, "xla", "auto")]
     if args.attention:
-        base = SyntheticCityscapesConfig if synthetic else CityscapesConfig
         overrides["ATTENTION_STAGES"] = tuple(base.ATTENTION_DEFAULT_STAGES)
         overrides["NAME"] = base.NAME + "_attention"  # its own runs: --weights=last never mixes the two
-    return (SyntheticCityscapesConfig if synthetic else CityscapesConfig)(**overrides)
+    return base(**overrides)
 
 
 def dataset_dir(args):
@@ -128,9 +169,44 @@ def dataset_dir(args):
     return args.dataset
 
 
-def run_train(args):
-    config = make_config(args)
+def resume_settings(args, explicit=()):
+    """For ``train --weights=last``: the last run of this config NAME, its last checkpoint (None when it was
+    stopped before its first) and ``args`` with the settings the run recorded, except those given again."""
+    name = make_config(args).NAME
+    runs = [r for r in modellib.run_dirs(args.logs, name)
+            if modellib.checkpoints_of(r) or os.path.isfile(os.path.join(r, jobs.RUN_FILE))]
+    if not runs:
+        raise jobs.WeightsChoiceError(f"--weights=last: no run of {name!r} under {os.path.abspath(args.logs)}. "
+                                      f"Train first, or pass --weights=none or a path.")
+    run_dir = runs[-1]
+    found = modellib.checkpoints_of(run_dir)
+    checkpoint = found[-1] if found else None
+    record = jobs.read_run(run_dir)
+    if record is None:
+        if checkpoint is None:
+            raise jobs.WeightsChoiceError(f"--weights=last: {run_dir} has no checkpoint")
+        print(f"Resuming {checkpoint} with this command's settings ({jobs.RUN_FILE} missing: older run)")
+        return args, run_dir, checkpoint, None
+    merged = vars(args).copy()
+    for key in RUN_SETTINGS:
+        recorded = record["settings"].get(key)
+        if key in explicit and merged[key] != recorded:
+            print(f"Overriding the run's --{key.replace('_', '-')}={recorded} with {merged[key]}")
+        else:
+            merged[key] = recorded
+    where = f"from {os.path.basename(checkpoint)}" if checkpoint else "from its start (stopped before epoch 1)"
+    print(f"Resuming run {run_dir} {where}, with the settings it recorded in {jobs.RUN_FILE}")
+    return argparse.Namespace(**merged), run_dir, checkpoint, record
+
+
+def run_train(args, explicit=()):
     weights = args.weights or ("none" if args.dataset is None else "coco")
+    resume = weights.lower() == "last"
+    if resume:
+        args, run_dir, checkpoint, record = resume_settings(args, explicit)
+        if record is not None:
+            weights = record["weights"]
+    config = make_config(args)
     # From random weights a frozen backbone learns nothing: train everything from the start.
     schedule = args.schedule or (jobs.DEFAULT_SCHEDULE if weights.lower() != "none" else "all:160")
     epochs = args.epochs or (SYNTHETIC_EPOCHS if args.dataset is None else None)
@@ -140,9 +216,22 @@ def run_train(args):
     val_set = jobs.load_subset(root, "val", config.CLASSES, args.skip_bad, args.limit)
     print(f"Dataset {root}: {len(train_set.image_ids)} train, {len(val_set.image_ids)} val images")
     config.display()
+    keras.utils.set_random_seed(args.seed)  # weights initialisation; batches and ROI sampling take the seed below
+    if args.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     model = modellib.MaskRCNN("training", config, args.logs, seed=args.seed)
-    path = jobs.initial_weights(model, weights)
+    if resume and checkpoint:
+        path = jobs.initial_weights(model, checkpoint)
+    else:
+        path = jobs.initial_weights(model, weights)
+        if resume:  # stopped before its first checkpoint: start it over, in its own folder
+            model.set_log_dir(os.path.join(run_dir, f"mask_rcnn_{config.NAME.lower()}_0000.h5"))
     print(f"Starting weights: {path or 'random initialisation'}")
+    if not os.path.isfile(os.path.join(model.log_dir, jobs.RUN_FILE)) and distribute.is_chief():
+        settings = {**{key: getattr(args, key) for key in RUN_SETTINGS}, "schedule": schedule, "epochs": epochs}
+        jobs.record_run(model.log_dir, settings, weights, schedule, stages, sys.argv)
     import imgaug.augmenters as iaa  # after mrcnn: its numpy-2 aliases are in place
 
     timer = StepTimer()
@@ -202,14 +291,22 @@ def run_detect(args, model=None):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    explicit = {a.dest for a in parser._actions if a.dest != "help" and getattr(args, a.dest) != a.default}
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        {"train": run_train, "evaluate": run_evaluate, "detect": run_detect}[args.command](args)
+        if args.command == "train":
+            run_train(args, explicit)
+        else:
+            {"evaluate": run_evaluate, "detect": run_detect}[args.command](args)
     except (UsageError, DistributeError, jobs.WeightsChoiceError, jobs.ScheduleError, CityscapesDataError, ConfigError,
             ImageLoadError, FileNotFoundError) as error:
         print(f"\ncityscapes.py {args.command}: {error}", file=sys.stderr)
         return 2
+    except TrainingDiverged as error:
+        print(f"\ncityscapes.py {args.command}: {error}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from mrcnn.checkpoints import atomic_write_json
 from mrcnn.dataset import read_image_rgb
 from mrcnn.download import COCO_MODEL_URL, WeightsDownloadError, download_trained_weights
 from mrcnn.visualize import draw_instances
@@ -41,6 +42,7 @@ DEFAULT_SCHEDULE = "heads:40,4+:120,all:160:0.1"
 SYNTHETIC_COUNTS = {"train": 96, "val": 16}
 SYNTHETIC_SIZE = (128, 256)  # frame height, width: Cityscapes' 1:2 aspect at 1/8 of its side
 SYNTHETIC_VERSION = 2  # bump when synthetic.py changes what it draws or the counts and size change
+RUN_FILE = "run.json"  # a run's settings, recorded when it starts; train --weights=last reads them back
 
 
 class WeightsChoiceError(RuntimeError):
@@ -192,6 +194,22 @@ def train_stages(model, train_set, val_set, stages, augmentation=None, custom_ca
                     augmentation=augmentation, custom_callbacks=custom_callbacks, verbose=verbose)
 
 
+def record_run(run_dir, settings, weights, schedule, stages, argv):
+    """Write ``<run_dir>/run.json``: the command line, its settings, the starting weights and the stages."""
+    atomic_write_json(os.path.join(run_dir, RUN_FILE), {
+        "command": list(argv), "settings": settings, "weights": weights, "schedule": schedule,
+        "stages": [{"layers": layers, "end_epoch": end, "learning_rate": lr} for layers, end, lr in stages]})
+
+
+def read_run(run_dir):
+    """The record :func:`record_run` wrote, or None when the run has none."""
+    path = os.path.join(run_dir, RUN_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def write_run_summary(model, timer, path):
     """Cost of the run, for comparisons: parameters, backbone FLOPs, seconds per step, peak memory."""
     from attention.cost import backbone_flops, backbone_params, peak_rss_mb
@@ -207,8 +225,7 @@ def write_run_summary(model, timer, path):
         "seconds_per_step": timer.seconds_per_step(), "images_per_step": config.BATCH_SIZE,
         "steps_timed": len(timer.times), "epochs": model.epoch, "peak_rss_mb": peak_rss_mb(),
     }
-    with open(path, "w") as f:
-        json.dump(summary, f, indent=2)
+    atomic_write_json(path, summary)
     return summary
 
 
@@ -273,8 +290,7 @@ def evaluate(model, dataset, out_dir, progress=True):
     official = summarize(run_official_evaluation(pred_dir, gt_files, out_dir))
     summary = {**official, "coco": coco_ap(gt_entries, predictions, range(1, len(class_ids) + 1)),
                "images": len(gt_files), "skipped": [path for path, _ in getattr(dataset, "skipped", [])]}
-    with open(os.path.join(out_dir, "evaluation.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    atomic_write_json(os.path.join(out_dir, "evaluation.json"), summary)
     return summary
 
 
