@@ -1,6 +1,7 @@
 """MaskRCNN facade: layer names, presets, training logs, checkpoints and resume, detect."""
 
 import csv
+import logging
 import os
 import re
 
@@ -89,7 +90,7 @@ def test_no_objects_gives_zero_box_and_mask_loss(tmp_path, shapes):
     assert all(np.isfinite(v) for v in losses.values())
 
 
-def test_training_logs_checkpoints_and_resume(tmp_path, shapes):
+def test_training_logs_checkpoints_and_resume(tmp_path, shapes, caplog):
     config = TinyModelConfig(TRAIN_ADD_GT_PROPOSALS=True)
     model = modellib.MaskRCNN("training", config, tmp_path, seed=0)
     before = model.keras_model.get_layer("mrcnn_class_logits").get_weights()[0].copy()
@@ -112,10 +113,17 @@ def test_training_logs_checkpoints_and_resume(tmp_path, shapes):
     assert last == os.path.join(run, "mask_rcnn_tinymodel_0002.h5")
 
     resumed = modellib.MaskRCNN("training", config, tmp_path, seed=0)
-    resumed.load_weights(last)
-    assert resumed.epoch == 2 and resumed.log_dir == run
+    with caplog.at_level(logging.INFO, logger="mrcnn.model"):
+        resumed.load_weights(last)
+    assert resumed.epoch == 2 and resumed.log_dir == run and "Re-starting from epoch 2" in caplog.text
+    assert [r["epoch"] for r in resumed.history] == [0, 1]  # the CSV's rows travel in the checkpoint
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mrcnn.model"):  # loading to detect is not resuming
+        modellib.MaskRCNN("inference", config, tmp_path).load_weights(last)
+    assert "Re-starting" not in caplog.text
     resumed.train(shapes, shapes, learning_rate=0.01, epochs=3, layers="all", verbose=0)
     assert os.path.isfile(os.path.join(run, "mask_rcnn_tinymodel_0003.h5"))
+    assert not [f for f in os.listdir(run) if f.startswith(".tmp")]  # the partial write was cleaned up
     with open(os.path.join(run, "training_log.csv")) as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1", "2"]
 
@@ -146,7 +154,7 @@ def test_detect_any_number_of_images_of_any_size(tmp_path, shapes):
         assert ((result["class_ids"] >= 1) & (result["class_ids"] < config.NUM_CLASSES)).all()
         if n:
             assert (result["rois"][:, 2] <= image.shape[0]).all() and (result["rois"][:, 3] <= image.shape[1]).all()
-    with pytest.raises(ValueError, match="1, 3 or 4 channels, got 5"):
+    with pytest.raises(ValueError, match=r"has 5 channels .*expected 1, 3 or 4"):
         model.detect([np.zeros((8, 8, 5))])
 
 

@@ -24,12 +24,17 @@ def tiny_tree(tmp_path_factory):
 
 def test_train_evaluate_detect_on_a_tiny_tree(tiny_tree, tmp_path, capsys):
     logs = tmp_path / "logs"
-    code = cli.main(["train", f"--dataset={tiny_tree}", "--weights=none", f"--logs={logs}", "--epochs=1",
-                     "--steps=2", "--limit=2"])
+    # The main job's settings (--config=synthetic) on the tiny tree, one image per step, one validation step.
+    code = cli.main(["train", f"--dataset={tiny_tree}", "--config=synthetic", "--set", "IMAGES_PER_GPU=1",
+                     "--set=VALIDATION_STEPS=1", "--weights=none", f"--logs={logs}", "--epochs=1", "--steps=2",
+                     "--limit=2"])
     out = capsys.readouterr().out
     assert code == 0
     (run,) = logs.iterdir()
-    assert (run / "mask_rcnn_cityscapes_0001.h5").is_file()
+    assert (run / "mask_rcnn_cityscapes_synth_0001.h5").is_file()
+    recorded = json.loads((run / "run.json").read_text())
+    assert recorded["settings"]["set"] == ["IMAGES_PER_GPU=1", "VALIDATION_STEPS=1"]
+    assert recorded["stages"] == [{"layers": "all", "end_epoch": 1, "learning_rate": 0.02}]
     header = (run / "training_log.csv").read_text().splitlines()[0].split(",")
     for name in ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss"):
         assert name in header and "val_" + name in header
@@ -50,7 +55,7 @@ def test_train_evaluate_detect_on_a_tiny_tree(tiny_tree, tmp_path, capsys):
     odd = tmp_path / "odd.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (100, 170, 3), dtype=np.uint8)).save(odd)
     out_dir = tmp_path / "out"
-    code = cli.main(["detect", f"--dataset={tiny_tree}", f"--logs={logs}", f"--image={odd}",
+    code = cli.main(["detect", f"--dataset={tiny_tree}", "--config=synthetic", f"--logs={logs}", f"--image={odd}",
                      f"--output={out_dir}"])
     assert code == 0
     assert Image.open(out_dir / "odd_detections.png").size == (170, 100)
@@ -61,12 +66,34 @@ def test_bad_frames_stop_with_the_file_named_or_are_skipped(tmp_path, capsys):
     generate(str(root), {"val": 2}, height=128, width=256, seed=4, progress=False)
     broken = sorted((root / "gtFine" / "val").glob("*/*_gtFine_polygons.json"))[0]
     broken.write_text("{not json")
-    args = ["evaluate", f"--dataset={root}", "--weights=none", f"--logs={tmp_path / 'logs'}"]
+    args = ["evaluate", f"--dataset={root}", "--config=synthetic", "--weights=none", f"--logs={tmp_path / 'logs'}"]
     assert cli.main(args) == 2
     assert broken.name in capsys.readouterr().err
     assert cli.main(args + ["--skip-bad"]) == 0
     out = capsys.readouterr().out
     assert "Skipped 1 bad frames" in out and "(1 images)" in out
+
+
+def test_set_overrides_config_settings_and_refuses_unknown_ones(tmp_path, capsys):
+    args = cli.build_parser().parse_args(["train", "--set", "VALIDATION_STEPS=3", "--set",
+                                          "RPN_ANCHOR_SCALES=(4, 8, 16, 32, 64)", "--set", "NAME=custom"])
+    config = cli.make_config(args)
+    assert config.VALIDATION_STEPS == 3 and config.RPN_ANCHOR_SCALES == (4, 8, 16, 32, 64)
+    assert config.NAME == "custom" and config.IMAGE_MIN_DIM == 128  # the synthetic settings otherwise
+    assert cli.main(["train", "--set", "NO_SUCH_SETTING=1", f"--logs={tmp_path}"]) == 2
+    assert "NO_SUCH_SETTING" in capsys.readouterr().err
+    assert cli.main(["train", "--set", "VALIDATION_STEPS", f"--logs={tmp_path}"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_help_says_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and "(default: False)" not in text
+    for option in ("--weights", "--schedule", "--output", "--image"):
+        help_text = text.split(option, 2)[-1].split(" --")[0]
+        assert help_text.lower().count("default") == 1, option
 
 
 def test_usage_errors_are_one_paragraph(tmp_path, capsys):
@@ -81,7 +108,8 @@ def test_coco_weights_offline_exit_with_a_paragraph_and_no_traceback(tiny_tree, 
     env = dict(os.environ, MRCNN_COCO_WEIGHTS=str(tmp_path / "mask_rcnn_coco.h5"),
                MRCNN_COCO_WEIGHTS_URL="http://127.0.0.1:9/mask_rcnn_coco.h5", TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run([sys.executable, SCRIPT, "train", "--weights=coco", f"--dataset={tiny_tree}",
-                           f"--logs={tmp_path / 'logs'}"], env=env, capture_output=True, text=True, timeout=600)
+                           "--config=synthetic", f"--logs={tmp_path / 'logs'}"],
+                          env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr + done.stdout
     assert "mask_rcnn_coco.h5" in done.stderr and str(tmp_path / "mask_rcnn_coco.h5") in done.stderr
