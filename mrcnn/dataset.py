@@ -109,6 +109,17 @@ class Dataset:
             f"{info['source']}.{info['id']}": image_id
             for info, image_id in zip(self.image_info, self.image_ids)
         }
+        # The same source image id twice: both images stay, image_from_source_map finds the last.
+        counts = {}
+        for info in self.image_info:
+            key = f"{info['source']}.{info['id']}"
+            counts.setdefault(key, []).append(info.get("path"))
+        self.duplicate_image_ids = {key: paths for key, paths in counts.items() if len(paths) > 1}
+        if self.duplicate_image_ids:
+            key, paths = next(iter(self.duplicate_image_ids.items()))
+            logger.warning("%d image ids were added more than once (first: %s, paths %s); "
+                           "image_from_source_map gives the last of each", len(self.duplicate_image_ids), key,
+                           ", ".join(str(p) for p in paths))
 
         # Sources in registration order; background (class 0) belongs to every source
         self.sources = list(dict.fromkeys(info["source"] for info in self.class_info))

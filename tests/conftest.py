@@ -4,6 +4,17 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Bounded thread pools, for this process and the subprocesses tests start (they inherit the environment):
+# on a busy machine a test then slows down in proportion to the load instead of oversubscribing the cores.
+# TensorFlow reads its two pool sizes when it starts; OpenCV and BLAS get one thread (they run inside data
+# workers, which are threads already).
+for _name, _value in (("TF_NUM_INTRAOP_THREADS", "2"), ("TF_NUM_INTEROP_THREADS", "2"), ("OMP_NUM_THREADS", "1"),
+                      ("OPENBLAS_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1"), ("OPENCV_FOR_THREADS_NUM", "1")):
+    os.environ.setdefault(_name, _value)
+
+import cv2  # noqa: E402
+
+cv2.setNumThreads(1)
 
 import pytest  # noqa: E402
 

@@ -94,3 +94,15 @@ def test_load_image_missing_and_corrupt_files_name_the_path(tmp_path):
     for image_id, path in enumerate((missing, corrupt, truncated)):
         with pytest.raises(utils.ImageLoadError, match=str(path)):
             dataset.load_image(image_id)
+
+
+def test_duplicated_image_ids_are_counted_and_logged(caplog):
+    dataset = utils.Dataset()
+    dataset.add_image("test", 7, "a/frame.png")
+    dataset.add_image("test", 8, "b/other.png")
+    dataset.add_image("test", 7, "c/frame.png")
+    with caplog.at_level("WARNING"):
+        dataset.prepare()
+    assert dataset.duplicate_image_ids == {"test.7": ["a/frame.png", "c/frame.png"]}
+    assert "1 image ids were added more than once" in caplog.text and "c/frame.png" in caplog.text
+    assert dataset.num_images == 3 and dataset.image_from_source_map["test.7"] == 2

@@ -80,23 +80,41 @@ def resolve_label(name, path):
 def rasterize_objects(annotation, path):
     """Draw the polygons in file order into an object-index map.
 
-    Returns ``index_map`` int32 ``[H, W]`` (0 = nothing, k = the k-th drawn object, 1-based) and the list
-    of drawn objects as ``(label tuple, is_group)``, in drawing order.
+    Returns ``index_map`` int32 ``[H, W]`` (0 = nothing, k = the k-th drawn object, 1-based), the list
+    of drawn objects as ``(label tuple, is_group)``, in drawing order, and ``[(object index, reason)]`` of
+    objects left out: polygons of a single point (no area; the official converter fails on them).
+    A malformed annotation (size, objects, a polygon's points) raises CityscapesDataError naming the file.
     """
-    height, width = int(annotation["imgHeight"]), int(annotation["imgWidth"])
+    try:
+        height, width = int(annotation["imgHeight"]), int(annotation["imgWidth"])
+    except (TypeError, ValueError):
+        raise CityscapesDataError(f"{path}: imgHeight/imgWidth are not integers") from None
+    if height < 1 or width < 1:
+        raise CityscapesDataError(f"{path}: image size {width}x{height} in the annotation is empty")
+    if not isinstance(annotation["objects"], list):
+        raise CityscapesDataError(f"{path}: 'objects' is not a list")
     canvas = Image.new("I", (width, height), 0)
     drawer = ImageDraw.Draw(canvas)
-    drawn = []
-    for obj in annotation["objects"]:
+    drawn, left_out = [], []
+    for index, obj in enumerate(annotation["objects"]):
+        if not isinstance(obj, dict) or "label" not in obj or "polygon" not in obj:
+            raise CityscapesDataError(f"{path}: object {index} has no label or polygon")
         if obj.get("deleted"):
             continue
         label, is_group = resolve_label(obj["label"], path)
         if label.id < 0:  # license plate: never drawn by the official converter
             continue
-        polygon = [(x, y) for x, y in obj["polygon"]]  # as given, like the official converter
+        try:  # as given, like the official converter
+            polygon = [(float(point[0]), float(point[1])) for point in obj["polygon"]]
+        except (TypeError, ValueError, IndexError):
+            raise CityscapesDataError(f"{path}: object {index} ({obj['label']}) has a polygon that is not a list "
+                                      f"of [x, y] numbers") from None
+        if len(polygon) < 2:
+            left_out.append((index, f"object {index} ({obj['label']}): a polygon of {len(polygon)} point(s)"))
+            continue
         drawn.append((label, is_group))
         drawer.polygon(polygon, fill=len(drawn))
-    return np.asarray(canvas, dtype=np.int32), drawn
+    return np.asarray(canvas, dtype=np.int32), drawn, left_out
 
 
 class CityscapesDataset(utils.Dataset):
@@ -111,6 +129,7 @@ class CityscapesDataset(utils.Dataset):
         self.classes = tuple(classes)
         self.skip_bad = skip_bad
         self.skipped = []  # (path, reason) of images skipped with skip_bad
+        self.left_out_objects = {}  # annotation path -> reasons of objects left out (single-point polygons)
 
     def load_cityscapes(self, dataset_dir, subset):
         """Register the classes and every image of ``<dataset_dir>/leftImg8bit/<subset>/<city>/``."""
@@ -121,8 +140,17 @@ class CityscapesDataset(utils.Dataset):
         if not paths:
             raise CityscapesDataError(f"no images match {pattern}; expected the Cityscapes layout "
                                       f"leftImg8bit/{subset}/<city>/<city>_<seq>_<frame>_leftImg8bit.png")
+        seen = {}
         for path in paths:
             stem = os.path.basename(path)[: -len("_leftImg8bit.png")]
+            if stem in seen:  # the same frame in two city folders: its predictions would overwrite each other
+                reason = f"{path} has the same frame name as {seen[stem]}"
+                if not self.skip_bad:
+                    raise CityscapesDataError(reason + " (one frame name per subset)")
+                self.skipped.append((path, reason))
+                logger.warning("skipping %s (%d skipped so far): %s", path, len(self.skipped), reason)
+                continue
+            seen[stem] = path
             self.add_image(SOURCE, image_id=stem, path=path, annotation=annotation_path(path))
 
     def image_reference(self, image_id):
@@ -136,9 +164,12 @@ class CityscapesDataset(utils.Dataset):
         path = info["annotation"]
         try:
             annotation = read_annotation(path)
-            index_map, drawn = rasterize_objects(annotation, path)
+            index_map, drawn, left_out = rasterize_objects(annotation, path)
         except CityscapesDataError as error:
             return self._bad(image_id, str(error))
+        if left_out and path not in self.left_out_objects:
+            self.left_out_objects[path] = [reason for _, reason in left_out]
+            logger.warning("%s: left out %s", path, "; ".join(self.left_out_objects[path]))
         masks, class_ids = [], []
         for k, (label, is_group) in enumerate(drawn, start=1):
             if not label.hasInstances:

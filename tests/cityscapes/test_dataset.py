@@ -164,3 +164,87 @@ def test_bad_inputs_name_the_file_or_are_counted_and_skipped(tmp_path, caplog):
             lenient.load_mask(image_id)
     assert len(lenient.skipped) == 5
     assert "5 skipped so far" in caplog.text
+
+
+def _frame_with(tmp_path, objects, size=(H, W), mode=None, city="aachen", seq=0):
+    """One frame with ``objects``; its image re-saved in PIL ``mode`` if given. Returns the JSON path."""
+    image_dir = tmp_path / "leftImg8bit" / "train" / city
+    gt_dir = tmp_path / "gtFine" / "train" / city
+    image_dir.mkdir(parents=True, exist_ok=True)
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{city}_{seq:06d}_000019"
+    rgb = paint([CAR], size[0], size[1], np.random.default_rng(0))  # the pixels do not matter here
+    image = Image.fromarray(rgb)
+    if mode == "I;16":
+        image = Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257)
+    elif mode is not None:
+        image = image.convert(mode)
+    image.save(image_dir / f"{stem}_leftImg8bit.png")
+    path = gt_dir / f"{stem}_gtFine_polygons.json"
+    path.write_text(json.dumps({"imgHeight": size[0], "imgWidth": size[1], "objects": objects}))
+    return path
+
+
+CAR = {"label": "car", "polygon": [[10, 20], [50, 20], [50, 45], [10, 45]]}
+
+
+# (id, objects, frame size, image mode, expected: number of positive masks, or an error message regex)
+FRAMES = [
+    ("polygon of 2 points", [CAR, {"label": "person", "polygon": [[60, 10], [70, 30]]}], (H, W), None, 2),
+    ("polygon of 1 point", [CAR, {"label": "person", "polygon": [[60, 10]]}], (H, W), None, 1),
+    ("polygon far outside", [CAR, {"label": "person", "polygon": [[900, 900], [990, 900], [990, 990]]}],
+     (H, W), None, 1),
+    ("no objects", [], (H, W), None, 0),
+    ("image 1 px wide", [{"label": "car", "polygon": [[0, 10], [1, 10], [1, 40], [0, 40]]}], (H, 1), None, 1),
+    ("16-bit PNG", [CAR], (H, W), "I;16", 1),
+    ("palette PNG", [CAR], (H, W), "P", 1),
+    ("gray PNG", [CAR], (H, W), "L", 1),
+    ("polygon not numbers", [{"label": "car", "polygon": [["a", "b"], [1, 2], [3, 4]]}], (H, W), None,
+     r"object 0 \(car\) has a polygon that is not a list of \[x, y\] numbers"),
+    ("object without polygon", [{"label": "car"}], (H, W), None, "object 0 has no label or polygon"),
+]
+
+
+@pytest.mark.parametrize("case", FRAMES, ids=[c[0] for c in FRAMES])
+def test_odd_frames_give_the_official_masks_or_name_the_file(tmp_path, case, caplog):
+    name, objects, size, mode, expected = case
+    json_path = _frame_with(tmp_path, objects, size, mode)
+    dataset = _dataset(tmp_path)
+    if isinstance(expected, str):
+        with pytest.raises(CityscapesDataError, match=expected) as error:
+            dataset.load_mask(0)
+        assert json_path.name in str(error.value)
+        lenient = _dataset(tmp_path, skip_bad=True)
+        lenient.load_mask(0)
+        assert len(lenient.skipped) == 1 and json_path.name in lenient.skipped[0][1]
+        return
+    image = dataset.load_image(0)
+    assert image.dtype == np.uint8 and image.shape == size + (3,)
+    masks, class_ids = dataset.load_mask(0)
+    assert masks.shape == size + (len(class_ids),) and int(np.sum(class_ids > 0)) == expected
+    if name == "polygon of 1 point":  # the official converter cannot draw it: left out, logged, counted
+        assert "a polygon of 1 point(s)" in caplog.text and json_path.name in caplog.text
+        assert list(dataset.left_out_objects) == [str(json_path)]
+        objects = objects[:1]
+        json_path.write_text(json.dumps({"imgHeight": size[0], "imgWidth": size[1], "objects": objects}))
+    _assert_matches_official(masks, class_ids, dataset, _official_ids(json_path))
+
+
+def test_truncated_png_and_duplicated_frame_names_name_the_files(tmp_path):
+    _frame_with(tmp_path, [CAR], seq=0)
+    truncated = tmp_path / "leftImg8bit/train/aachen/aachen_000001_000019_leftImg8bit.png"
+    _frame_with(tmp_path, [CAR], seq=1)
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    strict = _dataset(tmp_path)
+    with pytest.raises(CityscapesDataError, match=truncated.name):
+        strict.load_image(1)
+    lenient = _dataset(tmp_path, skip_bad=True)
+    assert lenient.load_image(1).shape == (64, 64, 3) and lenient.skipped[0][0] == str(truncated)
+
+    _frame_with(tmp_path, [CAR], city="bochum", seq=0)
+    copy = tmp_path / "leftImg8bit/train/bochum/aachen_000000_000019_leftImg8bit.png"
+    copy.write_bytes((tmp_path / "leftImg8bit/train/bochum/bochum_000000_000019_leftImg8bit.png").read_bytes())
+    with pytest.raises(CityscapesDataError, match="bochum/aachen_000000_000019_leftImg8bit.png has the same frame"):
+        _dataset(tmp_path)
+    lenient = _dataset(tmp_path, skip_bad=True)
+    assert [p for p, _ in lenient.skipped] == [str(copy)] and len(lenient.image_ids) == 3
