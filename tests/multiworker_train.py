@@ -16,7 +16,7 @@ from samples.cityscapes import cityscapes  # noqa: E402
 
 def main(out, argv):
     keras.config.disable_traceback_filtering()  # a failing worker shows where
-    model = cityscapes.run_train(cityscapes.build_parser().parse_args(argv))
+    model = cityscapes.run_train(cityscapes.parse_args(argv))
     # trainable weights: batch-norm moving statistics (TRAIN_BN) are each worker's own, as on several GPUs
     np.savez(out, *[keras.ops.convert_to_numpy(w) for w in model.keras_model.trainable_weights])
 

@@ -199,7 +199,8 @@ def resume_settings(args, explicit=()):
     return argparse.Namespace(**merged), run_dir, checkpoint, record
 
 
-def run_train(args, explicit=()):
+def run_train(args, explicit=None):
+    explicit = getattr(args, "explicit", ()) if explicit is None else explicit
     weights = args.weights or ("none" if args.dataset is None else "coco")
     resume = weights.lower() == "last"
     if resume:
@@ -290,16 +291,21 @@ def run_detect(args, model=None):
     return paths
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """The command line as argparse reads it, plus ``args.explicit``: the options given (not defaulted),
+    which ``train --weights=last`` keeps over the values the run recorded."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    explicit = {a.dest for a in parser._actions if a.dest != "help" and getattr(args, a.dest) != a.default}
+    args.explicit = sorted(a.dest for a in parser._actions
+                           if a.dest != "help" and getattr(args, a.dest) != a.default)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.command == "train":
-            run_train(args, explicit)
-        else:
-            {"evaluate": run_evaluate, "detect": run_detect}[args.command](args)
+        {"train": run_train, "evaluate": run_evaluate, "detect": run_detect}[args.command](args)
     except (UsageError, DistributeError, jobs.WeightsChoiceError, jobs.ScheduleError, CityscapesDataError, ConfigError,
             ImageLoadError, FileNotFoundError) as error:
         print(f"\ncityscapes.py {args.command}: {error}", file=sys.stderr)
