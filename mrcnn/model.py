@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "MaskRCNN", "DataGenerator", "data_generator", "load_image_gt", "build_rpn_targets",
-    "compose_image_meta", "parse_image_meta", "mold_image", "unmold_image",
+    "compose_image_meta", "parse_image_meta", "mold_image", "unmold_image", "log", "compute_backbone_shapes",
 ]
 
 IMAGENET_WEIGHTS_URL = ("https://github.com/fchollet/deep-learning-models/releases/download/v0.2/"
@@ -54,6 +54,25 @@ IMAGENET_WEIGHTS_URL = ("https://github.com/fchollet/deep-learning-models/releas
 MAX_MOLDED_PIXELS = 1 << 26  # detect(): a larger molded image is refused (its float32 input alone is 768 MiB)
 CHECKPOINT_RE = re.compile(
     r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask\_rcnn\_[\w-]+(\d{4})\.h5$")
+
+
+def log(text, array=None):
+    """Matterport's notebook helper: print ``text`` and, given an array, its shape, min, max and dtype."""
+    if array is not None:
+        array = np.asarray(keras.ops.convert_to_numpy(array))
+        text = text.ljust(25)
+        text += f"shape: {str(array.shape):20}  "
+        if array.size:
+            text += f"min: {array.min():10.5f}  max: {array.max():10.5f}"
+        else:
+            text += f"min: {'':10}  max: {'':10}"
+        text += f"  {array.dtype}"
+    print(text)
+
+
+def compute_backbone_shapes(config, image_shape):
+    """Matterport's ``[[height, width], ...]`` of the feature maps per ``BACKBONE_STRIDES`` entry."""
+    return config.feature_shapes(image_shape)
 
 
 def run_dirs(model_dir, name):
@@ -128,15 +147,39 @@ class MaskRCNN:
         return model
 
     def get_anchors(self, image_shape):
-        """Normalized anchors ``[num_anchors, 4]`` for a molded image shape (cached)."""
+        """Normalized anchors ``[num_anchors, 4]`` for a molded image shape (cached).
+
+        As Matterport, keeps the pixel anchors of the last call in ``self.anchors`` (inspect_model uses them).
+        """
         key = tuple(int(v) for v in image_shape[:2])
         if key not in self._anchor_cache:
             anchors = generate_pyramid_anchors(
                 self.config.RPN_ANCHOR_SCALES, self.config.RPN_ANCHOR_RATIOS,
                 self.config.feature_shapes(key), self.config.BACKBONE_STRIDES,
                 self.config.RPN_ANCHOR_STRIDE)
-            self._anchor_cache[key] = norm_boxes(anchors, key)
-        return self._anchor_cache[key]
+            self._anchor_cache[key] = (anchors, norm_boxes(anchors, key))
+        self.anchors, normalized = self._anchor_cache[key]
+        return normalized
+
+    def get_trainable_layers(self):
+        """Matterport's list of the layers that have weights (nested models count as one layer)."""
+        return [layer for layer in self.keras_model.layers if layer.weights]
+
+    def ancestor(self, tensor, name, checked=None):
+        """Matterport's TF1 graph walk, as far as Keras 3 can answer it: the output of the layer ``name`` names.
+
+        TF1 tensor names (``"ROI/rpn_non_max_suppression:0"``) have no Keras 3 counterpart; the layer part
+        (``ROI``) is looked up and its output returned (``tensor`` is accepted and not used). Unknown layers
+        raise ``ValueError`` listing what exists; for values, use ``run_graph([image], [(name, layer)])``.
+        """
+        layer_name = name.split("/")[0].split(":")[0]
+        try:
+            return self.keras_model.get_layer(layer_name).output
+        except ValueError:
+            names = ", ".join(layer.name for layer in self.keras_model.layers if not layer.name.startswith("input"))
+            raise ValueError(
+                f"ancestor: no layer {layer_name!r} (from {name!r}); Keras 3 has no TF1 graph to walk. The model's "
+                f"layers: {names}. Use run_graph([image], [(label, layer_name)]) for their values") from None
 
     # ------------------------------------------------------------------ weights and logs
     def set_log_dir(self, model_path=None):
@@ -424,7 +467,8 @@ class MaskRCNN:
         outputs: ``[(name, layer_name_or_tensor), ...]``; a layer name gives that top-level layer's
         output, a list of arrays for a layer with several outputs (``proposal_targets``).
         In inference mode ``images`` are images (molded here); in training mode, the generator's
-        seven input arrays. Returns an ordered dict ``{name: numpy array (or list of them)}``.
+        seven input arrays. Returns an ordered dict ``{name: numpy array (or list of them)}``; per-ROI head
+        layers come back as Matterport's ``[batch, rois, ...]`` (``mrcnn_mask`` ``[1, 100, 28, 28, 81]``).
         """
         model = self.keras_model
         tensors = [model.get_layer(t).output if isinstance(t, str) else t for _, t in outputs]
@@ -435,16 +479,27 @@ class MaskRCNN:
             if image_metas is not None:
                 metas = image_metas
             values = probe.predict_on_batch(self._inference_inputs(molded_images, metas))
+            batch = len(molded_images)
         else:
             values = probe.predict_on_batch(list(images))
+            batch = len(images[0])
         values = [keras.ops.convert_to_numpy(v) for v in (values if len(flat) > 1 else [values])]
         result = OrderedDict()
-        for (name, _), tensor in zip(outputs, tensors):
+        for (name, target), tensor in zip(outputs, tensors):
             if isinstance(tensor, (list, tuple)):
                 result[name], values = values[:len(tensor)], values[len(tensor):]
             else:
-                result[name], values = values[0], values[1:]
+                result[name], values = _with_batch_axis(values[0], target, batch), values[1:]
         return result
+
+
+def _with_batch_axis(value, layer_name, batch):
+    """A per-ROI head output computed on ``[batch * rois, ...]`` (``mrcnn_mask``, ``mrcnn_class_logits``, the
+    head's inner layers) as Matterport's ``[batch, rois, ...]``; anything else unchanged."""
+    per_roi = isinstance(layer_name, str) and layer_name.startswith(("mrcnn_", "roi_align_"))
+    if per_roi and value.ndim >= 1 and batch and value.shape[0] != batch and value.shape[0] % batch == 0:
+        return value.reshape((batch, value.shape[0] // batch) + value.shape[1:])
+    return value
 
 
 class _Batches(keras.utils.PyDataset):

@@ -125,6 +125,7 @@ def _run_cluster(tmp_path, cache, logs, argv, tag, timeout=900):
     return [np.load(out) for out in outs]
 
 
+@pytest.mark.slow
 def test_two_workers_on_loopback_train_with_one_set_of_checkpoints_and_resume(tmp_path):
     from samples.cityscapes import jobs
 

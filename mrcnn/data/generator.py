@@ -132,7 +132,8 @@ class DataGenerator(keras.utils.PyDataset):
         if augmentation is not None:
             augmentation = _seeded_copy(augmentation, int(rng.integers(2**31)))
         image, image_meta, gt_class_ids, gt_boxes, gt_masks = load_image_gt(
-            self.dataset, self.config, image_id, augmentation=augmentation, rng=py_rng)
+            self.dataset, self.config, image_id, augmentation=augmentation,
+            use_mini_mask=self.config.USE_MINI_MASK, rng=py_rng)
         if not np.any(gt_class_ids > 0):
             if self.config.IMAGE_RESIZE_MODE == "crop" and self._has_objects(image_id):
                 with self._lock:

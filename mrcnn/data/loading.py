@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import random
+
 import numpy as np
 
 from mrcnn.boxes import extract_bboxes
@@ -10,21 +13,26 @@ from mrcnn.data.image_meta import compose_image_meta
 from mrcnn.imaging import resize_image, resize_mask
 from mrcnn.masks import minimize_mask
 
+logger = logging.getLogger(__name__)
+
 
 def _describe(dataset, image_id):
     info = dataset.image_info[image_id]
     return f"image {image_id} ({info.get('path') or dataset.image_reference(image_id) or info.get('id')})"
 
+logger = logging.getLogger(__name__)
 
-def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=None, rng=None):
-    """Load and resize an image, its masks, boxes and class ids, optionally augmented.
+
+def load_image_gt(dataset, config, image_id, augment=False, augmentation=None, use_mini_mask=False, rng=None):
+    """Load and resize an image, its masks, boxes and class ids, optionally augmented (Matterport's signature).
 
     dataset: a prepared :class:`mrcnn.utils.Dataset`; image_id: its internal image id.
+    augment: Matterport's deprecated switch: a horizontal flip half of the time (use ``augmentation``).
     augmentation: an imgaug augmenter or albumentations transform, applied after resizing
         (Matterport's order), identically to image and masks; see :mod:`mrcnn.data.augmentation`.
-    use_mini_mask: store masks cropped to their boxes at ``MINI_MASK_SHAPE``; default
-        ``config.USE_MINI_MASK``.
-    rng: ``random.Random``-like source for crop mode; default the ``random`` module.
+    use_mini_mask: store masks cropped to their boxes at ``MINI_MASK_SHAPE`` (False by default, as
+        Matterport; the training generator passes ``config.USE_MINI_MASK``).
+    rng: ``random.Random``-like source for crop mode and ``augment``; default the ``random`` module.
 
     Returns:
         image: ``[H, W, 3]`` uint8, resized as ``config.IMAGE_RESIZE_MODE`` says.
@@ -58,6 +66,10 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=No
     )
     mask = resize_mask(mask, scale, padding, crop)
 
+    if augment:
+        logger.warning("load_image_gt: 'augment' is deprecated; use 'augmentation' instead")
+        if (rng or random).randint(0, 1):
+            image, mask = np.fliplr(image), np.fliplr(mask)
     if augmentation is not None:
         image, mask = augment_image_and_masks(image, mask, augmentation)
 

@@ -47,7 +47,12 @@ from samples.cityscapes.config import (  # noqa: E402
     SyntheticCityscapesConfig,
     inference_config,
 )
-from samples.cityscapes.dataset import BENCHMARK_CLASSES, INSTANCE_CLASSES, CityscapesDataError  # noqa: E402
+from samples.cityscapes.dataset import (  # noqa: E402, F401  (Matterport's samples keep their Dataset here)
+    BENCHMARK_CLASSES,
+    INSTANCE_CLASSES,
+    CityscapesDataError,
+    CityscapesDataset,
+)
 
 DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
 SYNTHETIC_EPOCHS = 10  # the main job's default length on the synthetic set

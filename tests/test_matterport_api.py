@@ -1,0 +1,95 @@
+"""Matterport's own spelling of the API its notebooks and samples call, at tiny sizes.
+
+Each test calls one API as Matterport's code does (names, arguments) and checks the return shapes and meaning
+Matterport's code expects. Written here from Matterport's documented behaviour, not copied from it.
+"""
+
+import logging
+
+import numpy as np
+import pytest
+
+import mrcnn.model as modellib
+from mrcnn import utils
+from mrcnn.model import log  # every Matterport notebook's first cell
+from tests.conftest import TinyModelConfig
+
+
+@pytest.fixture(scope="module")
+def inference(tmp_path_factory):
+    config = TinyModelConfig(IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=0.0)
+    return modellib.MaskRCNN(mode="inference", config=config, model_dir=str(tmp_path_factory.mktemp("logs")))
+
+
+def test_log_prints_shape_min_max_and_dtype(capsys):
+    log("image", np.arange(6, dtype=np.float32).reshape(2, 3))
+    log("empty", np.zeros((0, 4)))
+    log("just text")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("image".ljust(25)) and "shape: (2, 3)" in lines[0]
+    assert "min:    0.00000  max:    5.00000  float32" in lines[0]
+    assert "shape: (0, 4)" in lines[1] and "float64" in lines[1] and lines[2] == "just text"
+
+
+def test_compute_backbone_shapes():
+    config = TinyModelConfig()
+    shapes = modellib.compute_backbone_shapes(config, config.IMAGE_SHAPE)
+    assert shapes.tolist() == [[32, 32], [16, 16], [8, 8], [4, 4], [2, 2]]
+    assert modellib.compute_backbone_shapes(config, (100, 60, 3)).tolist()[0] == [25, 15]
+
+
+def test_get_anchors_keeps_the_pixel_anchors_in_model_anchors(inference):
+    normalized = inference.get_anchors(inference.config.IMAGE_SHAPE)
+    pixels = inference.anchors
+    assert pixels.shape == normalized.shape and pixels.shape[1] == 4
+    np.testing.assert_allclose(utils.norm_boxes(pixels, (128, 128)), normalized, atol=1e-6)
+    assert pixels.max() > 64  # pixel units, not normalized
+
+
+def test_get_trainable_layers(inference):
+    layers = inference.get_trainable_layers()
+    names = [layer.name for layer in layers]
+    assert "rpn_model" in names and "mrcnn_mask" in names and "mrcnn_class_logits" in names
+    assert all(layer.weights for layer in layers) and "ROI" not in names
+
+
+def test_load_image_gt_with_matterports_arguments(shapes_dataset, caplog):
+    config = TinyModelConfig()
+    image, meta, class_ids, bbox, mask = modellib.load_image_gt(shapes_dataset, config, 0)
+    assert mask.shape == (128, 128, len(class_ids))  # use_mini_mask is False by default, as Matterport
+    with caplog.at_level(logging.WARNING):
+        flipped = [modellib.load_image_gt(shapes_dataset, config, 0, augment=True, use_mini_mask=True)
+                   for _ in range(12)]
+    assert "'augment' is deprecated" in caplog.text
+    assert all(f[4].shape == tuple(config.MINI_MASK_SHAPE) + (len(class_ids),) for f in flipped)
+    mirrored = [np.array_equal(f[0], image[:, ::-1]) for f in flipped]
+    assert any(mirrored) and not all(mirrored)  # a flip half of the time
+    for f in flipped:
+        assert np.array_equal(f[0], image[:, ::-1]) or np.array_equal(f[0], image)
+
+
+def test_run_graph_per_roi_outputs_keep_the_batch_axis(inference, shapes_dataset):
+    config = inference.config
+    out = inference.run_graph([shapes_dataset.load_image(0)], [
+        ("mrcnn_class", "mrcnn_class"), ("mrcnn_bbox", "mrcnn_bbox"), ("mrcnn_mask", "mrcnn_mask"),
+        ("detections", "mrcnn_detection"), ("proposals", "ROI")])
+    rois, classes = config.POST_NMS_ROIS_INFERENCE, config.NUM_CLASSES
+    assert out["mrcnn_class"].shape == (1, rois, classes)
+    assert out["mrcnn_bbox"].shape == (1, rois, classes, 4)
+    assert out["mrcnn_mask"].shape == (1, config.DETECTION_MAX_INSTANCES, 28, 28, classes)
+    assert out["detections"].shape == (1, config.DETECTION_MAX_INSTANCES, 6) and out["proposals"].shape == (1, rois, 4)
+
+
+def test_ancestor_gives_the_named_layers_output_or_says_what_to_use(inference):
+    model = inference.keras_model
+    roi = inference.ancestor(model.get_layer("mrcnn_detection").output, "ROI/rpn_non_max_suppression:0")
+    assert roi is model.get_layer("ROI").output
+    with pytest.raises(ValueError, match="no layer 'nowhere'.*run_graph"):
+        inference.ancestor(None, "nowhere/op:0")
+
+
+def test_cityscapes_script_keeps_its_dataset_class():
+    from samples.cityscapes import cityscapes
+    from samples.cityscapes.dataset import CityscapesDataset
+
+    assert cityscapes.CityscapesDataset is CityscapesDataset
