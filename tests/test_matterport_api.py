@@ -93,3 +93,37 @@ def test_cityscapes_script_keeps_its_dataset_class():
     from samples.cityscapes.dataset import CityscapesDataset
 
     assert cityscapes.CityscapesDataset is CityscapesDataset
+
+
+def test_data_generator_debugging_outputs(shapes_dataset):
+    config = TinyModelConfig(TRAIN_ROIS_PER_IMAGE=16, ROI_POSITIVE_RATIO=0.33)
+    generator = modellib.data_generator(shapes_dataset, config, shuffle=True, random_rois=2000, batch_size=2,
+                                        detection_targets=True, seed=0)
+    inputs, outputs = next(generator)
+    assert len(inputs) == 9 and len(outputs) == 3
+    rpn_rois, rois = inputs[7], inputs[8]
+    class_ids, bboxes, masks = outputs
+    assert rpn_rois.shape == (2, 2000, 4) and rpn_rois.dtype == np.int32
+    assert (rpn_rois[..., 2] > rpn_rois[..., 0]).all() and (rpn_rois[..., 3] > rpn_rois[..., 1]).all()
+    assert rois.shape == (2, 16, 4) and class_ids.shape == (2, 16, 1)
+    assert bboxes.shape == (2, 16, config.NUM_CLASSES, 4)
+    assert masks.shape == (2, 16) + tuple(config.MASK_SHAPE) + (config.NUM_CLASSES,)
+    for b in range(2):
+        n = int(np.count_nonzero(inputs[4][b]))
+        gt_boxes, gt_ids = inputs[5][b, :n], inputs[4][b, :n]
+        iou = utils.compute_overlaps(rois[b], gt_boxes)
+        positive = class_ids[b, :, 0] > 0
+        assert 1 <= positive.sum() <= int(16 * 0.33)  # 90% of the 2000 random ROIs surround the objects
+        assert (iou[positive].max(axis=1) > 0.5).all() and (iou[~positive].max(axis=1) < 0.5).all()
+        assert (class_ids[b, positive, 0] == gt_ids[iou[positive].argmax(axis=1)]).all()
+        for i in np.where(positive)[0]:
+            c = class_ids[b, i, 0]
+            # the deltas and mask sit at the ROI's class only; the deltas lead to the matched box
+            assert not np.any(np.delete(bboxes[b, i], c, axis=0)) and not np.any(np.delete(masks[b, i], c, axis=-1))
+            deltas = bboxes[b, i, c] * np.asarray(config.BBOX_STD_DEV)
+            refined = utils.apply_box_deltas(rois[b, i:i + 1].astype(np.float64), deltas[None])
+            np.testing.assert_allclose(refined[0], gt_boxes[iou[i].argmax()], atol=1e-3)
+            assert masks[b, i, :, :, c].max() > 0.5
+        assert not np.any(bboxes[b, ~positive]) and not np.any(masks[b, ~positive])
+    with pytest.raises(ValueError, match="detection_targets needs random_rois"):
+        next(modellib.data_generator(shapes_dataset, config, detection_targets=True))

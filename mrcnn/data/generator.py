@@ -199,15 +199,23 @@ def data_generator(dataset, config, shuffle=True, augmentation=None, random_rois
                    detection_targets=False, no_augmentation_sources=None, seed=None):
     """Matterport's endless Python generator of ``(inputs, outputs)`` batches (see :class:`DataGenerator`).
 
-    ``random_rois`` and ``detection_targets`` (Matterport's debugging outputs) are not supported.
+    random_rois: also yield ``rpn_rois`` ``[batch, random_rois, 4]`` pixel ROIs, 90% around the ground
+    truth; detection_targets: also yield their ``rois`` and, as ``outputs``, the class ids
+    ``[batch, TRAIN_ROIS_PER_IMAGE, 1]``, box deltas and masks the heads would train on
+    (Matterport's debugging outputs; see :mod:`mrcnn.data.debug_targets`).
     """
-    if random_rois or detection_targets:
-        raise ValueError("data_generator: random_rois and detection_targets are not supported; "
-                         "use MaskRCNN.run_graph to inspect detection targets")
+    from mrcnn.data.debug_targets import add_debug_targets
+
+    if detection_targets and not random_rois:
+        raise ValueError("data_generator: detection_targets needs random_rois > 0 (the ROIs they are built for)")
     generator = DataGenerator(dataset, config, shuffle=shuffle, augmentation=augmentation,
                               no_augmentation_sources=no_augmentation_sources, batch_size=batch_size,
                               seed=seed)
+    rng = np.random.default_rng((generator.seed, 2))
     while True:
         for index in range(len(generator)):
-            yield generator[index]
+            inputs, outputs = generator[index]
+            if random_rois:
+                inputs, outputs = add_debug_targets(inputs, config, random_rois, detection_targets, rng)
+            yield inputs, outputs
         generator.on_epoch_end()
