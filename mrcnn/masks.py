@@ -78,20 +78,14 @@ def expand_mask(bbox, mini_mask, image_shape):
 
 
 def unmold_mask(mask, bbox, image_shape):
-    """Paste one predicted mask into an image-sized binary mask.
+    """Paste one predicted mask into an image-sized binary mask (Matterport's ``unmold_mask``).
 
     mask: float ``[mask_h, mask_w]`` probabilities; bbox: ``(y1, x1, y2, x2)`` pixel box the mask
     covers (may reach past the image, the overflow is cut off); image_shape: ``(height, width, ...)``.
-    Returns bool ``[height, width]``: mask resized to the box, thresholded at 0.5.
+    Returns bool ``[height, width]``: the mask resized bilinearly to the box with a zero border (scikit-image's
+    ``mode="constant"``, as Matterport), thresholded at 0.5 (see mrcnn.postprocess.paste_masks).
     """
-    threshold = 0.5
-    y1, x1, y2, x2 = (int(v) for v in bbox[:4])
-    full_mask = np.zeros(tuple(image_shape[:2]), dtype=bool)
-    if y2 <= y1 or x2 <= x1:
-        return full_mask
-    pasted = resize(np.asarray(mask, dtype=np.float32), (y2 - y1, x2 - x1)) >= threshold
-    height, width = full_mask.shape
-    cy1, cx1, cy2, cx2 = max(y1, 0), max(x1, 0), min(y2, height), min(x2, width)
-    if cy2 > cy1 and cx2 > cx1:
-        full_mask[cy1:cy2, cx1:cx2] = pasted[cy1 - y1:cy2 - y1, cx1 - x1:cx2 - x1]
-    return full_mask
+    from mrcnn.postprocess import paste_masks
+
+    bbox = np.asarray(bbox[:4], dtype=np.int64)
+    return paste_masks(np.asarray(mask, dtype=np.float32)[None], bbox[None], image_shape)[:, :, 0]

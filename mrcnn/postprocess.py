@@ -1,9 +1,11 @@
 """From model outputs to Matterport's detection dicts: boxes back to image pixels, masks pasted.
 
 Mask pasting is vectorised: every pixel of every detection box is enumerated at once (no Python loop
-over instances), bilinearly sampled from its 28x28 mask with the same pixel-centre mapping as
-``utils.resize`` (OpenCV's), and thresholded at 0.5. The result equals ``utils.unmold_mask`` applied per
-instance.
+over instances), bilinearly sampled from its 28x28 mask and thresholded at 0.5, as Matterport's
+``utils.unmold_mask`` does with ``skimage.transform.resize(mask, box_size, order=1, mode="constant")``:
+pixel centres at ``(i + 0.5) * 28 / box_size - 0.5``, and outside the 28x28 grid the mask is 0, so the
+edge blends with 0 (clamping there instead, as OpenCV does, made masks 2-3% larger than Matterport's).
+``mrcnn.masks.unmold_mask`` pastes one mask through the same code.
 """
 
 from __future__ import annotations
@@ -43,17 +45,19 @@ def paste_masks(masks, boxes, image_shape, threshold=0.5):
     k = np.arange(total) - np.repeat(np.cumsum(areas) - areas, areas)
     y = cy1[n] + k // cols[n]
     x = cx1[n] + k % cols[n]
-    # Pixel centre -> mask coordinate (half-pixel convention), clamped at the mask border
-    my = np.clip((y - by1[n] + 0.5) * (mh / box_h[n]) - 0.5, 0, mh - 1)
-    mx = np.clip((x - bx1[n] + 0.5) * (mw / box_w[n]) - 0.5, 0, mw - 1)
+    # Pixel centre -> mask coordinate (half-pixel convention); beyond the mask's grid it is 0 (a zero
+    # border around it, index + 1), as scikit-image's mode="constant".
+    my = (y - by1[n] + 0.5) * (mh / box_h[n]) - 0.5
+    mx = (x - bx1[n] + 0.5) * (mw / box_w[n]) - 0.5
     y0 = np.floor(my).astype(np.int64)
     x0 = np.floor(mx).astype(np.int64)
-    y1 = np.minimum(y0 + 1, mh - 1)
-    x1 = np.minimum(x0 + 1, mw - 1)
-    wy = (my - y0).astype(np.float32)
-    wx = (mx - x0).astype(np.float32)
-    value = ((1 - wy) * ((1 - wx) * masks[n, y0, x0] + wx * masks[n, y0, x1])
-             + wy * ((1 - wx) * masks[n, y1, x0] + wx * masks[n, y1, x1]))
+    wy = my - y0
+    wx = mx - x0
+    padded = np.pad(masks.astype(np.float64), ((0, 0), (1, 1), (1, 1)))
+    y0, x0 = np.clip(y0 + 1, 0, mh + 1), np.clip(x0 + 1, 0, mw + 1)
+    y1, x1 = np.minimum(y0 + 1, mh + 1), np.minimum(x0 + 1, mw + 1)
+    value = ((1 - wy) * ((1 - wx) * padded[n, y0, x0] + wx * padded[n, y0, x1])
+             + wy * ((1 - wx) * padded[n, y1, x0] + wx * padded[n, y1, x1]))
     inside = value >= threshold
     full[y[inside], x[inside], n[inside]] = True
     return full
