@@ -1,7 +1,8 @@
 """Image and mask resizing (Matterport's ``resize``, ``resize_image``, ``resize_mask``).
 
 Resampling uses OpenCV: bilinear (``INTER_LINEAR``) for images and centre-aligned nearest neighbour
-(``INTER_NEAREST_EXACT``) for masks. Both put output pixel centres at the same input positions,
+(``INTER_NEAREST_EXACT``) for masks; :func:`resize_image` gives images Matterport's border and truncation
+(:func:`resize_like_matterport`). Both put output pixel centres at the same input positions,
 ``(i + 0.5) / scale - 0.5``, so a mask resized by :func:`resize_mask` stays aligned with the image
 resized by :func:`resize_image` with the same scale. Matterport used scikit-image and
 ``scipy.ndimage.zoom``; those agree with this to within one pixel along object edges and are several
@@ -61,6 +62,42 @@ def resize(image, output_shape, order=1, preserve_range=True):
     return out.astype(dtype)
 
 
+def _border_weights(size_in, size_out):
+    """Per output row (or column): the weight bilinear sampling gives to pixels inside the input, when the
+    outside is 0 (1 except where a sample position falls within one pixel beyond the first or last centre)."""
+    position = (np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5
+    return np.clip(1 - np.maximum(0, -position) - np.maximum(0, position - (size_in - 1)), 0, 1)
+
+
+def resize_like_matterport(image, output_shape):
+    """Resize an image as Matterport's ``resize_image`` does: ``skimage.transform.resize(image, shape, order=1,
+    mode="constant", cval=0, clip=True, preserve_range=True, anti_aliasing=False)`` then ``astype(dtype)``.
+
+    Bilinear with pixel centres at ``(i + 0.5) * in / out - 0.5`` and 0 beyond the border (so upscaling darkens
+    the outermost row and column), clipped to the input's range, and truncated (not rounded) back to an
+    integer dtype. Computed with OpenCV in float32 (its border replicates the edge) and the border weights
+    applied after, which is exact for separable bilinear sampling: equal to scikit-image's within one grey level
+    (float32 against float64 at the truncation).
+    """
+    image = np.asarray(image)
+    height, width = int(output_shape[0]), int(output_shape[1])
+    if height < 1 or width < 1:
+        raise ValueError(f"resize: output shape must be positive, got {(height, width)}")
+    if image.shape[:2] == (height, width):
+        return image.copy()
+    dtype = image.dtype
+    out = _cv_resize(image.astype(np.float32), height, width, cv2.INTER_LINEAR)
+    weights = _border_weights(image.shape[0], height)[:, None] * _border_weights(image.shape[1], width)[None, :]
+    out = out * (weights[:, :, None] if out.ndim == 3 else weights).astype(np.float32)
+    if image.size:
+        low, high = float(image.min()), float(image.max())
+        if not low <= 0 <= high:  # scikit-image's clip=True: into the input's range (cval 0 outside it kept)
+            out = np.clip(out, low, high)
+    if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
+        return out.astype(dtype)  # truncation, as Matterport's astype
+    return out.astype(dtype, copy=False)
+
+
 def resize_scale(height, width, min_dim=None, max_dim=None, min_scale=None, mode="square"):
     """The scale :func:`resize_image` applies to an image of ``height x width`` (1 in "none" mode)."""
     if mode == "none":
@@ -106,7 +143,7 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
         raise ValueError("resize_image: square mode needs max_dim")
     scale = resize_scale(h, w, min_dim, max_dim, min_scale, mode)
     if scale != 1:
-        image = resize(image, (round(h * scale), round(w * scale)))
+        image = resize_like_matterport(image, (round(h * scale), round(w * scale)))
 
     h, w = image.shape[:2]
     if mode == "square":

@@ -126,3 +126,27 @@ def test_resize_keeps_dtype_and_many_channel_masks():
     assert out[20:40, 20:60, 0].all() and not out[:, :, 1].any()
     image = np.arange(12, dtype=np.uint16).reshape(3, 4)
     assert utils.resize(image, (6, 8)).dtype == np.uint16
+
+
+@pytest.mark.parametrize("shape, scale", [((37, 53, 3), 2.7), ((40, 30, 3), 1.0 / 3), ((64, 96, 3), 1.6),
+                                          ((25, 25, 1), 4.0), ((100, 61, 3), 0.45)])
+def test_resize_image_equals_matterports_skimage_resize(shape, scale):
+    import skimage.transform
+
+    rng = np.random.default_rng(0)
+    smooth = np.cumsum(rng.integers(-20, 21, shape), axis=0) % 256
+    for image in (rng.integers(0, 256, shape).astype(np.uint8), smooth.astype(np.uint8),
+                  (rng.integers(60, 200, shape)).astype(np.uint8)):  # a range without 0: skimage's clip
+        if scale >= 1:  # scaled up by min_scale, padded to 64
+            got, window, used, _, _ = utils.resize_image(image, min_scale=scale, mode="pad64")
+        else:  # scaled down to max_dim, padded square
+            got, window, used, _, _ = utils.resize_image(image, max_dim=round(max(shape[:2]) * scale),
+                                                         mode="square")
+        size = (round(shape[0] * used), round(shape[1] * used))
+        expected = skimage.transform.resize(image, size, order=1, mode="constant", cval=0, clip=True,
+                                            preserve_range=True, anti_aliasing=False).astype(np.uint8)
+        y1, x1, y2, x2 = window
+        got = got[y1:y2, x1:x2]
+        assert got.shape == expected.shape and got.dtype == np.uint8
+        assert np.abs(got.astype(int) - expected).max() <= 1
+        assert np.mean(got != expected) < 0.05  # equal but for float32/float64 truncation ties

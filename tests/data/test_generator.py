@@ -135,6 +135,8 @@ def test_data_generator_is_matterport_compatible():
         inputs, outputs = next(generator)
         assert len(inputs) == 7 and outputs == []
         assert inputs[0].shape[0] == 2
+    inputs, outputs = next(data_generator(dataset, config, random_rois=200))  # Matterport's debugging ROIs
+    assert len(inputs) == 8 and inputs[7].shape == (1, 200, 4) and outputs == []
     with pytest.raises(ValueError, match="random_rois"):
-        next(data_generator(dataset, config, random_rois=200))
+        next(data_generator(dataset, config, detection_targets=True))
     assert utils.Dataset  # utils stays importable beside the generator
