@@ -20,7 +20,6 @@ import datetime
 import logging
 import os
 import re
-import threading
 from collections import OrderedDict
 
 import keras
@@ -281,7 +280,7 @@ class MaskRCNN:
         def generator(dataset, steps, seed_offset, batch_size=None, worker=0, **kwargs):
             seed = None if self.seed is None else self.seed + seed_offset + 1000 * worker
             return DataGenerator(dataset, config, shuffle=True, steps=steps, seed=seed, workers=workers,
-                                 batch_size=batch_size, initial_epoch=self.epoch, **kwargs)
+                                 batch_size=batch_size, **kwargs)
 
         train_kwargs = dict(augmentation=augmentation, no_augmentation_sources=no_augmentation_sources)
         tf_config = distribute.parse_tf_config()
@@ -517,19 +516,11 @@ class _Batches(keras.utils.PyDataset):
         self.generator = generator
         self.first_epoch = int(first_epoch)
         self.steps = len(generator)
-        self._orders = {}
-        self._lock = threading.Lock()
 
     @property
     def num_batches(self):
         return None  # endless
 
     def __getitem__(self, index):
-        epoch = self.first_epoch + index // self.steps
-        with self._lock:
-            if epoch not in self._orders:
-                self._orders = {epoch: self.generator._epoch_order(epoch), **{
-                    e: o for e, o in self._orders.items() if e >= epoch - 1}}
-            order = self._orders[epoch]
-        inputs, _ = self.generator.batch_at(epoch, index % self.steps, order)
+        inputs, _ = self.generator.batch_at(self.first_epoch + index // self.steps, index % self.steps)
         return (tuple(model_inputs(inputs)),)
