@@ -49,12 +49,11 @@ class DataGenerator(keras.utils.PyDataset):
     steps: batches per epoch; default one pass over the images.
     seed: base seed for shuffling, sub-sampling and augmentation draws.
     workers, use_multiprocessing, max_queue_size: passed to ``keras.utils.PyDataset``.
-    initial_epoch: the epoch the first batch belongs to (a resumed run continues its order and draws).
     """
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None, no_augmentation_sources=None,
                  batch_size=None, steps=None, seed=None, workers=1, use_multiprocessing=False,
-                 max_queue_size=10, initial_epoch=0):
+                 max_queue_size=10):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing,
                          max_queue_size=max_queue_size)
         check_augmentation(augmentation)
@@ -68,7 +67,7 @@ class DataGenerator(keras.utils.PyDataset):
         self.batch_size = batch_size or config.BATCH_SIZE
         self.steps = steps
         self.seed = random.randrange(2**31) if seed is None else seed
-        self.epoch = int(initial_epoch)
+        self.epoch = 0
         self.anchors = generate_pyramid_anchors(
             config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.feature_shapes(),
             config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)

@@ -115,7 +115,8 @@ def build_parser():
     parser.add_argument("--deterministic", action="store_true",
                         help="train: TensorFlow's deterministic ops (tf.config.experimental.enable_op_determinism), "
                              "so the same seed repeats a run exactly (without it, two CPU runs of a tiny model "
-                             "logged losses 4.664 and 4.769 after two steps); slower on GPUs")
+                             "logged losses 4.664 and 4.769 after two steps); TensorFlow documents that it can be "
+                             "slower")
     parser.add_argument("--no-evaluate", action="store_true",
                         help="train: skip the evaluation and pictures after training")
     parser.add_argument("--gpus", type=int, default=None,
@@ -237,7 +238,7 @@ def run_train(args, explicit=None):
     print(f"Starting weights: {path or 'random initialisation'}")
     if not os.path.isfile(os.path.join(model.log_dir, jobs.RUN_FILE)) and distribute.is_chief():
         settings = {**{key: getattr(args, key) for key in RUN_SETTINGS}, "schedule": schedule, "epochs": epochs}
-        jobs.record_run(model.log_dir, settings, weights, schedule, stages, sys.argv)
+        jobs.record_run(model.log_dir, settings, weights, schedule, stages, getattr(args, "argv", sys.argv))
     import imgaug.augmenters as iaa  # after mrcnn: its numpy-2 aliases are in place
 
     timer = StepTimer()
@@ -300,7 +301,9 @@ def parse_args(argv=None):
     """The command line as argparse reads it, plus ``args.explicit``: the options given (not defaulted),
     which ``train --weights=last`` keeps over the values the run recorded."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = ["cityscapes.py"] + argv  # what run.json records as the command
     args.explicit = sorted(a.dest for a in parser._actions
                            if a.dest != "help" and getattr(args, a.dest) != a.default)
     return args

@@ -33,6 +33,7 @@ def test_train_evaluate_detect_on_a_tiny_tree(tiny_tree, tmp_path, capsys):
     (run,) = logs.iterdir()
     assert (run / "mask_rcnn_cityscapes_synth_0001.h5").is_file()
     recorded = json.loads((run / "run.json").read_text())
+    assert recorded["command"][:3] == ["cityscapes.py", "train", f"--dataset={tiny_tree}"]
     assert recorded["settings"]["set"] == ["IMAGES_PER_GPU=1", "VALIDATION_STEPS=1"]
     assert recorded["stages"] == [{"layers": "all", "end_epoch": 1, "learning_rate": 0.02}]
     header = (run / "training_log.csv").read_text().splitlines()[0].split(",")
