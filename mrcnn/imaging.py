@@ -35,6 +35,14 @@ def _cv_resize(array, height, width, interpolation):
     return np.concatenate(chunks, axis=2)
 
 
+def _resize_target(image, output_shape):
+    """``image`` as an array and the output ``height, width``, which must be positive."""
+    height, width = int(output_shape[0]), int(output_shape[1])
+    if height < 1 or width < 1:
+        raise ValueError(f"resize: output shape must be positive, got {(height, width)}")
+    return np.asarray(image), height, width
+
+
 def resize(image, output_shape, order=1, preserve_range=True):
     """Resize ``[H, W]`` or ``[H, W, C]`` to ``output_shape`` ``(height, width)``, keeping the dtype.
 
@@ -43,10 +51,7 @@ def resize(image, output_shape, order=1, preserve_range=True):
     """
     if not preserve_range:
         raise ValueError("resize only supports preserve_range=True")
-    image = np.asarray(image)
-    height, width = int(output_shape[0]), int(output_shape[1])
-    if height < 1 or width < 1:
-        raise ValueError(f"resize: output shape must be positive, got {(height, width)}")
+    image, height, width = _resize_target(image, output_shape)
     if image.shape[:2] == (height, width):
         return image.copy()
     dtype = image.dtype
@@ -79,10 +84,7 @@ def resize_like_matterport(image, output_shape):
     applied after, which is exact for separable bilinear sampling: equal to scikit-image's within one grey level
     (float32 against float64 at the truncation).
     """
-    image = np.asarray(image)
-    height, width = int(output_shape[0]), int(output_shape[1])
-    if height < 1 or width < 1:
-        raise ValueError(f"resize: output shape must be positive, got {(height, width)}")
+    image, height, width = _resize_target(image, output_shape)
     if image.shape[:2] == (height, width):
         return image.copy()
     dtype = image.dtype
