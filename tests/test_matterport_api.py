@@ -127,3 +127,37 @@ def test_data_generator_debugging_outputs(shapes_dataset):
         assert not np.any(bboxes[b, ~positive]) and not np.any(masks[b, ~positive])
     with pytest.raises(ValueError, match="detection_targets needs random_rois"):
         next(modellib.data_generator(shapes_dataset, config, detection_targets=True))
+
+
+def test_train_shapes_notebook_workflow(tmp_path, shapes_dataset):
+    """train_shapes.ipynb's cells, Matterport's spelling: train the heads, reload the last checkpoint in
+    inference mode, the mAP loop over load_image_gt / mold_image / detect / compute_ap, display_instances."""
+    from mrcnn import visualize
+
+    config = TinyModelConfig(TRAIN_ADD_GT_PROPOSALS=True)
+    model = modellib.MaskRCNN(mode="training", config=config, model_dir=str(tmp_path))
+    model.train(shapes_dataset, shapes_dataset, learning_rate=config.LEARNING_RATE, epochs=1, layers="heads")
+
+    inference_config = TinyModelConfig(GPU_COUNT=1, IMAGES_PER_GPU=1)
+    model = modellib.MaskRCNN(mode="inference", config=inference_config, model_dir=str(tmp_path))
+    model_path = model.find_last()
+    model.load_weights(model_path, by_name=True)
+    APs = []
+    for image_id in shapes_dataset.image_ids[:3]:
+        image, image_meta, gt_class_id, gt_bbox, gt_mask = modellib.load_image_gt(
+            shapes_dataset, inference_config, image_id, use_mini_mask=False)
+        molded_images = np.expand_dims(modellib.mold_image(image, inference_config), 0)
+        results = model.detect([image], verbose=0)
+        r = results[0]
+        AP, precisions, recalls, overlaps = utils.compute_ap(gt_bbox, gt_class_id, gt_mask, r["rois"],
+                                                             r["class_ids"], r["scores"], r["masks"])
+        APs.append(AP)
+        assert molded_images.shape == (1, 128, 128, 3) and image_meta.shape == (config.IMAGE_META_SIZE,)
+        assert gt_mask.shape == (128, 128, len(gt_class_id)) and r["masks"].shape[:2] == (128, 128)
+        assert 0.0 <= AP <= 1.0 and overlaps.shape == (len(r["rois"]), len(gt_bbox))
+        # Matterport's padded curves: recall from 0 to 1, precision made non-increasing, ending at 0
+        assert recalls[0] == 0 and recalls[-1] == 1 and precisions[-1] == 0
+        assert (np.diff(precisions) <= 0).all()
+    assert np.isfinite(np.mean(APs))
+    visualize.display_instances(image, r["rois"], r["masks"], r["class_ids"], shapes_dataset.class_names,
+                                r["scores"], figsize=(4, 4))
