@@ -40,12 +40,17 @@ def tiny_config():
     return TinyConfig()
 
 
-@pytest.fixture
-def shapes_dataset():
+def shapes_data(count, seed, height=96, width=160):
+    """A prepared synthetic ShapesDataset of ``count`` images (the fixtures of several test modules)."""
     dataset = ShapesDataset()
-    dataset.load_shapes(8, 96, 160, seed=3)
+    dataset.load_shapes(count, height, width, seed=seed)
     dataset.prepare()
     return dataset
+
+
+@pytest.fixture
+def shapes_dataset():
+    return shapes_data(8, seed=3)
 
 
 def tiny_backbone(image, stage5=True, train_bn=False):

@@ -14,18 +14,14 @@ from mrcnn import model as modellib
 from mrcnn.config import ConfigError
 from mrcnn.data.generator import DataGenerator
 from mrcnn.losses import LOSS_NAMES
-from mrcnn.shapes import ShapesDataset
-from tests.conftest import TinyModelConfig
+from tests.conftest import TinyModelConfig, shapes_data
 
 FLOAT32_LAYERS = ("anchors", "norm_gt_boxes", "ROI", "proposal_targets", "active_class_ids", *LOSS_NAMES)
 
 
 @pytest.fixture(scope="module")
 def shapes():
-    dataset = ShapesDataset()
-    dataset.load_shapes(6, 96, 160, seed=11)
-    dataset.prepare()
-    return dataset
+    return shapes_data(6, seed=11)
 
 
 def test_bfloat16_training_keeps_box_math_and_losses_float32_and_stores_float32(tmp_path, shapes):

@@ -12,8 +12,7 @@ from mrcnn import model as modellib
 from mrcnn.config import Config
 from mrcnn.data.generator import DataGenerator
 from mrcnn.losses import LOSS_NAMES
-from mrcnn.shapes import ShapesDataset
-from tests.conftest import TinyModelConfig
+from tests.conftest import TinyModelConfig, shapes_data
 
 REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference",
                          "matterport_coco_layer_names.txt")
@@ -54,10 +53,7 @@ def test_resnet101_layer_names_are_matterports():
 
 @pytest.fixture(scope="module")
 def shapes():
-    dataset = ShapesDataset()
-    dataset.load_shapes(12, 96, 160, seed=7)
-    dataset.prepare()
-    return dataset
+    return shapes_data(12, seed=7)
 
 
 def test_layer_presets_select_matterports_layers(tmp_path):

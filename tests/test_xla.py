@@ -15,8 +15,7 @@ import pytest
 from mrcnn import model as modellib
 from mrcnn.data.generator import DataGenerator
 from mrcnn.losses import LOSS_NAMES
-from mrcnn.shapes import ShapesDataset
-from tests.conftest import TinyModelConfig
+from tests.conftest import TinyModelConfig, shapes_data
 
 DETERMINISTIC_SAMPLING = dict(TRAIN_ADD_GT_PROPOSALS=True, POST_NMS_ROIS_TRAINING=2, TRAIN_ROIS_PER_IMAGE=200,
                               ROI_POSITIVE_RATIO=0.1)
@@ -24,10 +23,7 @@ DETERMINISTIC_SAMPLING = dict(TRAIN_ADD_GT_PROPOSALS=True, POST_NMS_ROIS_TRAININ
 
 @pytest.fixture(scope="module")
 def shapes():
-    dataset = ShapesDataset()
-    dataset.load_shapes(4, 96, 160, seed=5)
-    dataset.prepare()
-    return dataset
+    return shapes_data(4, seed=5)
 
 
 def _train_step(jit, weights, inputs, tmp_path):
