@@ -494,8 +494,12 @@ class MaskRCNN:
 
 def _with_batch_axis(value, layer_name, batch):
     """A per-ROI head output computed on ``[batch * rois, ...]`` (``mrcnn_mask``, ``mrcnn_class_logits``, the
-    head's inner layers) as Matterport's ``[batch, rois, ...]``; anything else unchanged."""
-    per_roi = isinstance(layer_name, str) and layer_name.startswith(("mrcnn_", "roi_align_"))
+    head's inner layers), asked for by layer name or by that layer's output tensor, as Matterport's
+    ``[batch, rois, ...]``; anything else unchanged."""
+    if not isinstance(layer_name, str):  # a layer's output tensor, as Matterport's notebooks pass them
+        history = getattr(layer_name, "_keras_history", None)
+        layer_name = history.operation.name if history is not None else ""
+    per_roi = layer_name.startswith(("mrcnn_", "roi_align_"))
     if per_roi and value.ndim >= 1 and batch and value.shape[0] != batch and value.shape[0] % batch == 0:
         return value.reshape((batch, value.shape[0] // batch) + value.shape[1:])
     return value

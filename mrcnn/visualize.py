@@ -199,9 +199,13 @@ def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_clas
 
 
 def draw_rois(image, rois, refined_rois, mask, class_ids, class_names, limit=10, path=None):
-    """Up to ``limit`` random positive ROIs (dashed), their refinements (solid) and the link between them."""
+    """Up to ``limit`` random positive ROIs (dashed), their refinements (solid) and the link between them.
+
+    mask: each ROI's mask of its class ``[rois, h, w]`` (Matterport's ``mask_specific``) or of every class
+    ``[rois, h, w, classes]``; class_ids: ``[rois]`` or the generator's ``[rois, 1]``."""
     from matplotlib import lines, patches
 
+    class_ids, mask = np.asarray(class_ids).reshape(rois.shape[0]), np.asarray(mask)
     masked = np.array(image, dtype=np.uint32, copy=True)
     fig, ax, _ = _axes(None, (12, 12))
     ids = np.arange(rois.shape[0], dtype=np.int32)
@@ -221,7 +225,8 @@ def draw_rois(image, rois, refined_rois, mask, class_ids, class_names, limit=10,
                                            facecolor="none"))
             ax.add_line(lines.Line2D([x1, rx1], [y1, ry1], color=color))
             ax.text(rx1, ry1 + 8, class_names[class_id], color="w", size=11, backgroundcolor="none")
-            m = unmold_mask(mask[i][:, :, class_id], rois[i][:4].astype(np.int32), image.shape)
+            roi_mask = mask[i] if mask.ndim == 3 else mask[i][:, :, class_id]
+            m = unmold_mask(roi_mask, rois[i][:4].astype(np.int32), image.shape)
             masked = apply_mask(masked, m, color)
     ax.imshow(masked.astype(np.uint8))
     print(f"Positive ROIs: {len(class_ids[class_ids > 0])}")

@@ -161,3 +161,130 @@ def test_train_shapes_notebook_workflow(tmp_path, shapes_dataset):
     assert np.isfinite(np.mean(APs))
     visualize.display_instances(image, r["rois"], r["masks"], r["class_ids"], shapes_dataset.class_names,
                                 r["scores"], figsize=(4, 4))
+
+
+def test_inspect_data_notebook_workflow(shapes_dataset):
+    """inspect_data.ipynb's cells, Matterport's spelling: masks and boxes, resizing, mini masks, anchors per
+    level, and the generator's RPN targets and debugging ROIs drawn back onto the image."""
+    from mrcnn import visualize
+
+    config, dataset = TinyModelConfig(), shapes_dataset
+    image_id = dataset.image_ids[1]
+    image = dataset.load_image(image_id)
+    mask, class_ids = dataset.load_mask(image_id)
+    visualize.display_top_masks(image, mask, class_ids, dataset.class_names)
+    bbox = utils.extract_bboxes(mask)
+    visualize.display_instances(image, bbox, mask, class_ids, dataset.class_names)
+    original_shape = image.shape
+    image, window, scale, padding, _ = utils.resize_image(
+        image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
+    mask = utils.resize_mask(mask, scale, padding)
+    assert image.shape == (128, 128, 3) and mask.shape[:2] == (128, 128)
+    y1, x1, y2, x2 = window
+    assert (y2 - y1, x2 - x1) == (round(original_shape[0] * scale), round(original_shape[1] * scale))
+
+    image, image_meta, class_ids, bbox, mask = modellib.load_image_gt(dataset, config, image_id, use_mini_mask=False)
+    visualize.display_images([image] + [mask[:, :, i] for i in range(min(mask.shape[-1], 7))])
+    mini = utils.minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
+    assert mini.shape == tuple(config.MINI_MASK_SHAPE) + (len(class_ids),)
+    expanded = utils.expand_mask(bbox, mini, image.shape)
+    for i in range(len(class_ids)):
+        iou = (expanded[..., i] & mask[..., i]).sum() / (expanded[..., i] | mask[..., i]).sum()
+        assert iou > 0.85  # the round trip through 28x28 keeps the shape
+
+    backbone_shapes = modellib.compute_backbone_shapes(config, config.IMAGE_SHAPE)
+    anchors = utils.generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, backbone_shapes,
+                                             config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
+    anchors_per_cell = len(config.RPN_ANCHOR_RATIOS)
+    per_level = [s[0] * s[1] * anchors_per_cell // config.RPN_ANCHOR_STRIDE ** 2 for s in backbone_shapes]
+    assert anchors.shape == (sum(per_level), 4)
+    first_of_level = np.cumsum([0] + per_level[:-1])
+    for level, start in enumerate(first_of_level):  # the first anchors of each level have that level's scale
+        heights = anchors[start:start + anchors_per_cell, 2] - anchors[start:start + anchors_per_cell, 0]
+        widths = anchors[start:start + anchors_per_cell, 3] - anchors[start:start + anchors_per_cell, 1]
+        np.testing.assert_allclose(np.sqrt(heights * widths), config.RPN_ANCHOR_SCALES[level], rtol=1e-6)
+
+    g = modellib.data_generator(dataset, config, shuffle=True, random_rois=2000, batch_size=2,
+                                detection_targets=True, seed=1)
+    [normalized_images, image_meta, rpn_match, rpn_bbox, gt_class_ids, gt_boxes, gt_masks, rpn_rois, rois], \
+        [mrcnn_class_ids, mrcnn_bbox, mrcnn_mask] = next(g)
+    assert rpn_match.shape == (2, len(anchors), 1) and rpn_bbox.shape == (2, config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4)
+    b = 0
+    sample_image = modellib.unmold_image(normalized_images[b], config)
+    assert sample_image.dtype == np.uint8 and sample_image.shape == (128, 128, 3)
+    positive_anchor_ids = np.where(rpn_match[b] == 1)[0]
+    negative_anchor_ids = np.where(rpn_match[b] == -1)[0]
+    assert len(positive_anchor_ids) > 0 and len(negative_anchor_ids) > 0
+    refined = utils.apply_box_deltas(anchors[positive_anchor_ids],
+                                     rpn_bbox[b, :len(positive_anchor_ids)] * config.RPN_BBOX_STD_DEV)
+    n = int(np.count_nonzero(gt_class_ids[b]))
+    best = utils.compute_overlaps(refined, gt_boxes[b, :n].astype(np.float64)).max(axis=1)
+    np.testing.assert_allclose(best, 1.0, atol=1e-4)  # each positive anchor's deltas lead to its ground truth
+    visualize.draw_boxes(sample_image, boxes=anchors[positive_anchor_ids], refined_boxes=refined)
+    ids = mrcnn_class_ids[b, :, 0]
+    bbox_specific = mrcnn_bbox[b, np.arange(mrcnn_bbox.shape[1]), ids, :]  # the notebook's class-aware reading
+    refined_rois = utils.apply_box_deltas(rois[b].astype(np.float32), bbox_specific[:, :4] * config.BBOX_STD_DEV)
+    mask_specific = mrcnn_mask[b, np.arange(mrcnn_mask.shape[1]), :, :, ids]
+    assert mask_specific.shape == (config.TRAIN_ROIS_PER_IMAGE,) + tuple(config.MASK_SHAPE)
+    visualize.draw_rois(sample_image, rois[b], refined_rois, mask_specific, mrcnn_class_ids[b], dataset.class_names)
+    positive = ids > 0
+    best = utils.compute_overlaps(refined_rois[positive], gt_boxes[b, :n].astype(np.float32)).max(axis=1)
+    np.testing.assert_allclose(best, 1.0, atol=1e-3)  # the positive ROIs' deltas lead to their ground truth
+
+
+def test_inspect_model_notebook_workflow(inference, shapes_dataset):
+    """inspect_model.ipynb's cells, Matterport's spelling: run_graph over layer output tensors (the RPN
+    stage, the proposals, the heads and detections), reading detections and masks as the notebook does."""
+    model, config = inference, inference.config
+    image = shapes_dataset.load_image(2)
+    pillar = model.keras_model.get_layer("ROI").output
+    nms_node = model.ancestor(pillar, "ROI/rpn_non_max_suppression:0")
+    rpn = model.run_graph([image], [
+        ("rpn_class", model.keras_model.get_layer("rpn_class").output),
+        ("rpn_bbox", model.keras_model.get_layer("rpn_bbox").output),
+        ("post_nms_anchor_ix", nms_node),
+        ("proposals", model.keras_model.get_layer("ROI").output),
+    ])
+    anchors = model.get_anchors(config.IMAGE_SHAPE)
+    assert rpn["rpn_class"].shape == (1, len(anchors), 2) and rpn["rpn_bbox"].shape == (1, len(anchors), 4)
+    np.testing.assert_allclose(rpn["rpn_class"].sum(axis=-1), 1.0, atol=1e-5)  # softmax over bg / fg
+    proposals = rpn["proposals"][0]
+    assert proposals.shape == (config.POST_NMS_ROIS_INFERENCE, 4)
+    assert (proposals >= 0).all() and (proposals <= 1).all()  # normalized, clipped to the image
+
+    mrcnn = model.run_graph([image], [
+        ("proposals", model.keras_model.get_layer("ROI").output),
+        ("probs", model.keras_model.get_layer("mrcnn_class").output),
+        ("deltas", model.keras_model.get_layer("mrcnn_bbox").output),
+        ("masks", model.keras_model.get_layer("mrcnn_mask").output),
+        ("detections", model.keras_model.get_layer("mrcnn_detection").output),
+        ("roi_align_classifier", model.keras_model.get_layer("roi_align_classifier").output),
+    ])
+    rois, classes = config.POST_NMS_ROIS_INFERENCE, config.NUM_CLASSES
+    assert mrcnn["probs"].shape == (1, rois, classes) and mrcnn["deltas"].shape == (1, rois, classes, 4)
+    assert mrcnn["masks"].shape == (1, config.DETECTION_MAX_INSTANCES, 28, 28, classes)
+    assert mrcnn["roi_align_classifier"].shape[:4] == (1, rois, config.POOL_SIZE, config.POOL_SIZE)
+    np.testing.assert_array_equal(mrcnn["proposals"], rpn["proposals"])
+    det_class_ids = mrcnn["detections"][0, :, 4].astype(np.int32)
+    det_count = np.where(det_class_ids == 0)[0][0] if (det_class_ids == 0).any() else len(det_class_ids)
+    det_class_ids = det_class_ids[:det_count]
+    detections = mrcnn["detections"][0, :det_count]
+    assert det_count > 0  # DETECTION_MIN_CONFIDENCE = 0: random weights still detect
+    # the notebook's per-detection reading: the class probability of its ROI is its score
+    captions = [f"{shapes_dataset.class_names[c]} {s:.3f}" for c, s in zip(det_class_ids, detections[:, 5])]
+    assert len(captions) == det_count
+    det_mask_specific = np.array([mrcnn["masks"][0, i, :, :, c] for i, c in enumerate(det_class_ids)])
+    assert det_mask_specific.shape == (det_count, 28, 28)
+    r = model.detect([image])[0]
+    assert len(r["class_ids"]) == det_count and (r["class_ids"] == det_class_ids).all()
+
+
+def test_inspect_weights_notebook_workflow(inference):
+    """inspect_weights.ipynb: display_weight_stats(model) lists every weight; get_trainable_layers."""
+    from mrcnn import visualize
+
+    html = visualize.display_weight_stats(inference)
+    weights = [w for layer in inference.keras_model.layers for w in layer.weights]
+    assert html.count("<tr>") == 1 + len(weights) and "mrcnn_mask" in html
+    layers = inference.get_trainable_layers()
+    assert {w.path for layer in layers for w in layer.weights} <= {w.path for w in weights}

@@ -88,8 +88,9 @@ def load_subset(dataset_dir, subset, classes, skip_bad=False, limit=None):
 
 
 # ---------------------------------------------------------------------------------------------- weights
-def coco_weights_path():
-    """Matterport's ``mask_rcnn_coco.h5`` beside the repository (or $MRCNN_COCO_WEIGHTS), downloaded if missing."""
+def coco_weights_path(flag="--weights"):
+    """Matterport's ``mask_rcnn_coco.h5`` beside the repository (or $MRCNN_COCO_WEIGHTS), downloaded if missing;
+    ``flag`` is the command-line option the error message tells the user to set."""
     path = os.environ.get("MRCNN_COCO_WEIGHTS") or COCO_WEIGHTS_PATH
     if os.path.isfile(path):
         return path
@@ -98,11 +99,11 @@ def coco_weights_path():
         return download_trained_weights(path, verbose=1, url=url)
     except WeightsDownloadError as error:
         raise WeightsChoiceError(
-            f"--weights=coco needs Matterport's COCO weights, mask_rcnn_coco.h5 (246 MB), which are not at "
+            f"{flag}=coco needs Matterport's COCO weights, mask_rcnn_coco.h5 (246 MB), which are not at "
             f"{path} and could not be downloaded from {url} ({error.__cause__ or error}). Download the file "
             f"on a machine with network access from {COCO_MODEL_URL} and put it at {path}, or pass its "
-            f"location with --weights=/path/to/mask_rcnn_coco.h5. To train without it, use "
-            f"--weights=imagenet or --weights=none.") from None
+            f"location with {flag}=/path/to/mask_rcnn_coco.h5. To train without it, use "
+            f"{flag}=imagenet or {flag}=none.") from None
 
 
 def initial_weights(model, weights):
