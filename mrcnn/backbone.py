@@ -8,9 +8,11 @@ Layer names (``conv1``, ``bn_conv1``, ``res4b_branch2a``, ``bn4b_branch2a``, ``r
 
 from __future__ import annotations
 
+import keras
 from keras import layers
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class BatchNorm(layers.BatchNormalization):
     """Batch normalization whose training behaviour is fixed at construction.
 

@@ -13,9 +13,9 @@ Training model inputs (Matterport's order and names)::
 and outputs ``rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class, mrcnn_bbox,
 mrcnn_mask, rois, output_rois`` followed by the five losses.
 
-Inference model inputs: ``input_image``, ``input_image_meta``, ``input_anchors`` ``[batch, anchors, 4]``
-normalized; outputs ``mrcnn_detection [batch, DETECTION_MAX_INSTANCES, 6], mrcnn_class, mrcnn_bbox,
-mrcnn_mask, ROI, rpn_class, rpn_bbox``.
+Inference model inputs: ``input_image`` (molded) and ``input_image_meta``; the anchors are computed in the
+graph from the molded size (a constant in square mode); outputs ``mrcnn_detection [batch,
+DETECTION_MAX_INSTANCES, 6], mrcnn_class, mrcnn_bbox, mrcnn_mask, ROI, rpn_class, rpn_bbox``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from mrcnn.layers import (
     NormBoxes,
     ProposalLayer,
 )
+from mrcnn.layers.molding import ImageAnchors
 from mrcnn.losses import LossLayer
 
 
@@ -124,7 +125,8 @@ def build_training_model(config, model_class=keras.Model, seed=None):
 
 
 def build_inference_model(config):
-    """The inference graph (any image size; anchors come in as an input)."""
+    """The inference graph on molded images (any size in pad64 and none modes); mrcnn.export wraps it with
+    the in-graph molding and unmolding."""
     with precision_policy(config):
         return _build_inference_model(config)
 
@@ -184,14 +186,22 @@ def _build_training_model(config, model_class, seed):
 def _build_inference_model(config):
     input_image = _image_input(config, "inference")
     input_image_meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta")
-    num_anchors = _anchors_layer(config).num_anchors if _fixed_size(config, "inference") else None
-    input_anchors = keras.Input(shape=(num_anchors, 4), name="input_anchors")
+    if _fixed_size(config, "inference"):
+        anchors = _anchors_layer(config)(input_image)
+    elif config.COMPUTE_BACKBONE_SHAPE is not None:
+        raise ValueError(
+            f"COMPUTE_BACKBONE_SHAPE with IMAGE_RESIZE_MODE={config.IMAGE_RESIZE_MODE!r}: the inference graph computes "
+            f"the anchors of each image size as ceil(size / BACKBONE_STRIDES); use IMAGE_RESIZE_MODE='square' "
+            f"(one size) or describe the backbone's feature maps by BACKBONE_STRIDES")
+    else:  # from the molded image's size, in the graph
+        anchors = ImageAnchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
+                               config.RPN_ANCHOR_STRIDE, name="anchors")(input_image)
 
     p2, p3, p4, p5, p6 = _backbone(input_image, config)
     _, rpn_class, rpn_bbox = _rpn([p2, p3, p4, p5, p6], config)
     rpn_rois = ProposalLayer(config.POST_NMS_ROIS_INFERENCE, config.RPN_NMS_THRESHOLD,
                              config.PRE_NMS_LIMIT, config.RPN_BBOX_STD_DEV, name="ROI")(
-        rpn_class, rpn_bbox, input_anchors)
+        rpn_class, rpn_bbox, anchors)
     mrcnn_feature_maps = [p2, p3, p4, p5]
     _, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
         rpn_rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
@@ -203,6 +213,6 @@ def _build_inference_model(config):
     mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, input_image_meta,
                                       config.MASK_POOL_SIZE, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
                                       head_size=config.MASK_HEAD_SIZE, xla_crops=xla_crops(config))
-    return keras.Model([input_image, input_image_meta, input_anchors],
+    return keras.Model([input_image, input_image_meta],
                        [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox],
                        name="mask_rcnn")

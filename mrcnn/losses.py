@@ -6,6 +6,7 @@ zero-padding rows of the ROI sample (Matterport scored them as background).
 
 from __future__ import annotations
 
+import keras
 from keras import layers, ops
 
 from mrcnn import ops as mops
@@ -121,6 +122,7 @@ LOSS_FUNCTIONS = {
 }
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class LossLayer(layers.Layer):
     """Computes one named loss in the graph; its name is the loss name (``rpn_class_loss``...)."""
 

@@ -25,7 +25,7 @@ from collections import OrderedDict
 import keras
 import numpy as np
 
-from mrcnn import checkpoints, distribute, utils
+from mrcnn import checkpoints, distribute, export, utils
 from mrcnn.anchors import generate_pyramid_anchors
 from mrcnn.boxes import norm_boxes
 from mrcnn.checkpoints import AtomicCheckpoint, TrainingDiverged
@@ -374,8 +374,8 @@ class MaskRCNN:
             windows.append(window)
         return np.stack(molded_images), np.stack(image_metas), np.array(windows)
 
-    def _mold_one(self, image, index):
-        """mold_inputs for one image, with errors that name it and a bound on the molded size."""
+    def _check_molded_size(self, image, index):
+        """Refuse, naming the image, one that would mold to nothing or to more than MAX_MOLDED_PIXELS."""
         config = self.config
         height, width = image.shape[:2]
         scale = resize_scale(height, width, config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, config.IMAGE_MIN_SCALE,
@@ -392,7 +392,6 @@ class MaskRCNN:
                     f"detect: images[{index}] of shape {image.shape} would grow to {size[0]}x{size[1]} pixels "
                     f"({config.IMAGE_RESIZE_MODE} mode scales the short side up to IMAGE_MIN_DIM="
                     f"{config.IMAGE_MIN_DIM}), more than {MAX_MOLDED_PIXELS} pixels; split or pad it first")
-        return self.mold_inputs([image])
 
     def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape, window):
         """One image's detections in original-image pixels; see mrcnn.postprocess.unmold_detections."""
@@ -413,25 +412,39 @@ class MaskRCNN:
         images = as_images(images)
         if verbose:
             print(f"Processing {len(images)} images")
-        molded = [self._mold_one(image, i) for i, image in enumerate(images)]
+        for i, image in enumerate(images):
+            self._check_molded_size(image, i)
+        mold, unmold = self._inference_stages()
+        molded = [mold.predict_on_batch(image[None]) for image in images]  # [molded image, meta] per image
         results = [None] * len(images)
-        # Batch images that molded to the same size, at most BATCH_SIZE at a time.
+        # The network runs on images that molded to the same size together, at most BATCH_SIZE at a time.
         groups = {}
-        for i, (molded_image, _, _) in enumerate(molded):
+        for i, (molded_image, _) in enumerate(molded):
             groups.setdefault(molded_image.shape[1:], []).append(i)
         for indices in groups.values():
             for start in range(0, len(indices), self.config.BATCH_SIZE):
                 chunk = indices[start:start + self.config.BATCH_SIZE]
-                molded_images = np.concatenate([molded[i][0] for i in chunk])
-                image_metas = np.concatenate([molded[i][1] for i in chunk])
-                outputs = self._predict(molded_images, image_metas)
-                detections, mrcnn_mask = outputs[0], outputs[3]
+                outputs = self._predict(np.concatenate([molded[i][0] for i in chunk]),
+                                        np.concatenate([molded[i][1] for i in chunk]))
                 for j, i in enumerate(chunk):
-                    rois, class_ids, scores, masks = unmold_detections(
-                        detections[j], mrcnn_mask[j], images[i].shape, molded_images[j].shape,
-                        molded[i][2][0])
-                    results[i] = {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks}
+                    boxes, class_ids, scores, masks, count = unmold.predict_on_batch(
+                        [outputs[0][j:j + 1], outputs[3][j:j + 1], molded[i][1], images[i][None]])
+                    n = int(count[0])
+                    results[i] = {"rois": np.asarray(boxes[0, :n]), "class_ids": np.asarray(class_ids[0, :n]),
+                                  "scores": np.asarray(scores[0, :n]), "masks": np.asarray(masks[0, :, :, :n])}
         return results
+
+    def _inference_stages(self):
+        """The mold and unmold models around keras_model (mrcnn.export), built once."""
+        if getattr(self, "_stages", None) is None:
+            self._stages = (export.mold_model(self.config), export.unmold_model(self.config))
+        return self._stages
+
+    def export(self, path, format="saved_model"):  # noqa: A002
+        """Export the whole inference path (molding, network, unmolding) as ``format``: "saved_model" (serving
+        signature: uint8 image ``[H, W, 3]`` -> boxes, class_ids, scores, masks, count), "keras" (a ``.keras``
+        file) or "onnx". See mrcnn.export.export."""
+        return export.export(self, path, format=format)
 
     def detect_molded(self, molded_images, image_metas, verbose=0):
         """Detect on images already molded (as load_image_gt + mold_image give them).
@@ -451,10 +464,8 @@ class MaskRCNN:
         return results
 
     def _inference_inputs(self, molded_images, image_metas):
-        """The inference model's inputs: images, metas, and the anchors of their size per image."""
-        anchors = self.get_anchors(molded_images.shape[1:3])
-        anchors = np.broadcast_to(anchors, (len(molded_images),) + anchors.shape)
-        return [molded_images, np.asarray(image_metas).astype(np.float32), anchors]
+        """The inference model's inputs: molded images and their metas (the anchors are computed inside)."""
+        return [np.asarray(molded_images, np.float32), np.asarray(image_metas).astype(np.float32)]
 
     def _predict(self, molded_images, image_metas):
         outputs = self.keras_model.predict_on_batch(self._inference_inputs(molded_images, image_metas))
@@ -474,7 +485,9 @@ class MaskRCNN:
         flat = [t for tensor in tensors for t in (tensor if isinstance(tensor, (list, tuple)) else [tensor])]
         probe = keras.Model(model.inputs, flat)
         if self.mode == "inference":
-            molded_images, metas, _ = self.mold_inputs(as_images(images, caller="run_graph"))
+            mold, _ = self._inference_stages()  # molded as detect() molds them
+            pairs = [mold.predict_on_batch(image[None]) for image in as_images(images, caller="run_graph")]
+            molded_images, metas = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
             if image_metas is not None:
                 metas = image_metas
             values = probe.predict_on_batch(self._inference_inputs(molded_images, metas))

@@ -19,6 +19,7 @@ def _select(scores, k):
     return ix, top >= 0.0
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class DetectionTargetLayer(layers.Layer):
     """Sample ROIs from the proposals and build their class, box and mask targets.
 

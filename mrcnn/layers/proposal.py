@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 from keras import layers, ops
 
 from mrcnn import ops as mops
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class ProposalLayer(layers.Layer):
     """Select proposals from the RPN output.
 

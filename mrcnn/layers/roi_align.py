@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 from keras import layers, ops
 
 from mrcnn import ops as mops
@@ -16,6 +17,7 @@ def roi_levels(boxes, image_height, image_width):
     return ops.clip(4.0 + ops.round(level), 2.0, 5.0)
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class PyramidROIAlign(layers.Layer):
     """Pool each box from the pyramid level that suits its size.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 from keras import layers, ops
 
@@ -10,6 +11,7 @@ from mrcnn.anchors import generate_pyramid_anchors
 from mrcnn.boxes import norm_boxes
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class Float32Layer(layers.Layer):
     """A layer that computes in float32 whatever the dtype policy (box math under mixed precision):
     floating inputs are cast to float32 on the way in."""
@@ -19,6 +21,7 @@ class Float32Layer(layers.Layer):
         super().__init__(**kwargs)
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class AnchorsLayer(Float32Layer):
     """Normalized anchors ``[batch, num_anchors, 4]`` for a fixed image size, broadcast to the batch.
 
@@ -56,6 +59,7 @@ class AnchorsLayer(Float32Layer):
                 "anchor_stride": self.anchor_stride, "image_shape": self.image_shape}
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class NormBoxes(Float32Layer):
     """Pixel boxes ``[batch, N, 4]`` to normalized ones, using the image size of the input image."""
 
@@ -63,6 +67,7 @@ class NormBoxes(Float32Layer):
         return mops.norm_boxes(boxes, ops.shape(image)[1:3])
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class MergeRoiAxis(layers.Layer):
     """``[batch, num_rois, ...]`` -> ``[batch * num_rois, ...]`` so per-ROI layers see a plain batch.
 
@@ -81,6 +86,7 @@ class MergeRoiAxis(layers.Layer):
         return (batch,) + tuple(input_shape[2:])
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class SplitRoiAxis(layers.Layer):
     """``[batch * num_rois, ...]`` -> ``[batch, num_rois, ...]``; ``shape`` (optional) reshapes the rest.
 
@@ -106,6 +112,7 @@ class SplitRoiAxis(layers.Layer):
         return {**super().get_config(), "num_rois": self.num_rois, "shape": self.shape}
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class MetaField(Float32Layer):
     """One named field of ``[batch, IMAGE_META_SIZE]`` image meta (layout in mrcnn.data.image_meta)."""
 
@@ -120,6 +127,7 @@ class MetaField(Float32Layer):
         return {**super().get_config(), "field": self.field}
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class DetectionBoxes(Float32Layer):
     """The boxes ``[batch, N, 4]`` of ``[batch, N, (y1, x1, y2, x2, class_id, score)]`` detections."""
 

@@ -1,0 +1,123 @@
+"""One inference path, inside Keras models: molding, the network, unmolding; and exporting it.
+
+``detect()`` runs three models built from the same layers the exported model holds:
+
+* the *mold* model: uint8 images ``[B, H, W, 3]`` -> molded images and image meta (:class:`MoldImages`);
+* the network (``MaskRCNN.keras_model``, XLA as ``Config.JIT_COMPILE`` says): detections and 28x28 masks;
+* the *unmold* model: boxes in image pixels, class ids, scores, masks pasted at the image size and the count
+  (:class:`UnmoldDetections`), whose output size (the largest count) is only known when it runs.
+
+:func:`serving_model` chains the three into one Keras model (uint8 image in, ``boxes``, ``class_ids``,
+``scores``, ``masks``, ``count`` out), which :func:`export` writes as a TensorFlow SavedModel, a ``.keras``
+file or ONNX.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+
+from mrcnn.layers.molding import MoldImages
+from mrcnn.layers.unmolding import UnmoldDetections
+
+FORMATS = ("saved_model", "keras", "onnx")
+OUTPUTS = ("boxes", "class_ids", "scores", "masks", "count")
+
+
+class ExportError(RuntimeError):
+    """The model cannot be exported as asked; the message says what to do."""
+
+
+def _image_input(name="image"):
+    return keras.Input(shape=(None, None, 3), dtype="uint8", name=name)
+
+
+def mold_model(config):
+    """uint8 images ``[B, H, W, 3]`` -> ``[molded images, image meta]`` as ``MaskRCNN.keras_model`` takes them."""
+    images = _image_input()
+    molded, meta = MoldImages.from_model_config(config, name="mold_images")(images)
+    return keras.Model(images, [molded, meta], name="mold")
+
+
+def unmold_model(config, trim=True):
+    """``[detections, mrcnn_mask, image meta, images]`` -> ``[boxes, class_ids, scores, masks, count]``."""
+    detections = keras.Input(shape=(config.DETECTION_MAX_INSTANCES, 6), name="detections")
+    mask_shape = tuple(config.MASK_SHAPE) + (config.NUM_CLASSES,)
+    masks = keras.Input(shape=(config.DETECTION_MAX_INSTANCES,) + mask_shape, name="mrcnn_mask")
+    meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="image_meta")
+    images = _image_input()
+    outputs = UnmoldDetections(trim=trim, name="unmold_detections")(detections, masks, meta, images)
+    return keras.Model([detections, masks, meta, images], list(outputs), name="unmold")
+
+
+def serving_model(network, config):
+    """The whole path as one Keras model: ``image`` uint8 ``[B, H, W, 3]`` (one size per call) -> a dict of
+    ``boxes`` int32 ``[B, K, 4]`` (image pixels), ``class_ids`` int32 ``[B, K]``, ``scores`` float32 ``[B, K]``,
+    ``masks`` bool ``[B, H, W, K]`` and ``count`` int32 ``[B]`` (K: the largest count in the batch)."""
+    images = _image_input()
+    molded, meta = MoldImages.from_model_config(config, name="mold_images")(images)
+    outputs = network([molded, meta])
+    detections, mrcnn_mask = outputs[0], outputs[3]
+    results = UnmoldDetections(trim=True, name="unmold_detections")(detections, mrcnn_mask, meta, images)
+    return keras.Model(images, dict(zip(OUTPUTS, results)), name="mask_rcnn_serving")
+
+
+def export(model, path, format="saved_model"):  # noqa: A002  (Keras's own argument name)
+    """Write ``model`` (an inference-mode ``MaskRCNN``) to ``path`` in ``format``; returns ``path``.
+
+    saved_model: a TensorFlow SavedModel whose ``serving_default`` signature takes ``image`` uint8
+    ``[H, W, 3]`` of any size and returns ``boxes`` ``[N, 4]`` int32 (y1, x1, y2, x2 image pixels),
+    ``class_ids`` ``[N]``, ``scores`` ``[N]``, ``masks`` ``[H, W, N]`` bool and ``count``; its ``serve_batch``
+    signature takes ``images`` ``[B, H, W, 3]`` of one size and returns them padded to the largest count
+    (``masks`` ``[B, H, W, K]``, ``count`` ``[B]``). Needs the TensorFlow backend; the file needs no mrcnn code.
+    keras: the serving model as a ``.keras`` file (``keras.saving.load_model`` without custom objects, once
+    ``mrcnn`` is imported: its layers are registered there).
+    onnx: see :func:`mrcnn.onnx_export.export_onnx`.
+    """
+    if getattr(model, "mode", "inference") != "inference":
+        raise ExportError("export needs an inference-mode model: build MaskRCNN(mode='inference', ...), load the "
+                          "weights (e.g. model.load_weights(model.find_last())), then export")
+    if format not in FORMATS:
+        raise ExportError(f"export: unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+    serving = serving_model(model.keras_model, model.config)
+    if format == "keras":
+        if not str(path).endswith(".keras"):
+            raise ExportError(f"export: a .keras file name is needed for format='keras', got {path!r}")
+        serving.save(path)
+        return path
+    if keras.backend.backend() != "tensorflow":
+        raise ExportError(f"export format {format!r} needs the TensorFlow backend (KERAS_BACKEND=tensorflow); "
+                          f"this one is {keras.backend.backend()!r}. format='keras' works on every backend")
+    if format == "saved_model":
+        return _export_saved_model(serving, path)
+    from mrcnn.onnx_export import export_onnx
+
+    return export_onnx(serving, path)
+
+
+def _export_saved_model(serving, path):
+    import tensorflow as tf
+
+    def run(images):
+        tf.debugging.assert_rank(images, 4, message="image must be [height, width, 3] uint8")
+        shape = tf.shape(images)
+        tf.debugging.assert_positive(shape[1] * shape[2], message="image is empty (0 pixels)")
+        return serving(images, training=False)
+
+    def one_image(image):
+        outputs = run(image[None])
+        count = outputs["count"][0]
+        return {"boxes": outputs["boxes"][0, :count], "class_ids": outputs["class_ids"][0, :count],
+                "scores": outputs["scores"][0, :count], "masks": outputs["masks"][0, :, :, :count],
+                "count": count}
+
+    archive = keras.export.ExportArchive()
+    archive.track(serving)
+    archive.add_endpoint("serving_default", one_image,
+                         input_signature=[tf.TensorSpec((None, None, 3), tf.uint8, name="image")])
+    archive.add_endpoint("serve_batch", run,
+                         input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8, name="images")])
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    archive.write_out(path, verbose=False)
+    return path
