@@ -11,6 +11,7 @@ Usage (from the repository root)::
     python samples/cityscapes/cityscapes.py train --dataset=/data/cityscapes --weights=last   # resume
     python samples/cityscapes/cityscapes.py evaluate --dataset=/data/cityscapes --weights=last
     python samples/cityscapes/cityscapes.py detect --weights=last --image=frames/ --output=out/
+    python samples/cityscapes/cityscapes.py export --weights=last --format=saved_model --output=served/
 
 Training follows Matterport's coco.py schedule (heads, then ResNet stage 4 and up, then everything at a
 tenth of the learning rate); ``--epochs`` rescales it, ``--schedule`` replaces it. From random weights
@@ -76,7 +77,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="cityscapes.py", description="Train, evaluate and run Mask R-CNN on Cityscapes.",
         formatter_class=_HelpFormatter)
-    parser.add_argument("command", choices=("train", "evaluate", "detect"))
+    parser.add_argument("command", choices=("train", "evaluate", "detect", "export"))
     parser.add_argument("--dataset", default=None,
                         help="Cityscapes root (holding leftImg8bit/ and gtFine/); omitted: the synthetic set, "
                              "generated once into $MRCNN_CACHE or ~/.cache/mrcnn")
@@ -107,7 +108,11 @@ def build_parser():
     parser.add_argument("--image", default=None, help="detect: an image file or a folder of images; "
                                                       "default: the first frames of --subset")
     parser.add_argument("--output", default=None, help="detect: folder for the overlay PNGs "
-                                                       "(default: <run log dir>/detections)")
+                                                       "(default: <run log dir>/detections); export: the "
+                                                       "SavedModel folder, .keras or .onnx file (default: "
+                                                       "<run log dir>/export/<format>)")
+    parser.add_argument("--format", choices=("saved_model", "keras", "onnx"), default="saved_model",
+                        help="export: SavedModel (TF Serving), .keras, or ONNX (needs the onnx extra)")
     parser.add_argument("--min-score", type=float, default=0.5, help="detect: lowest score drawn")
     parser.add_argument("--skip-bad", action="store_true",
                         help="log and count unreadable or inconsistent frames instead of stopping")
@@ -297,6 +302,21 @@ def run_detect(args, model=None):
     return paths
 
 
+def run_export(args, model=None):
+    """The whole inference path (molding, network, unmolding) as a file that serves without mrcnn."""
+    from mrcnn.export import ExportError
+
+    model = model or inference_model(args)
+    default = {"saved_model": "saved_model", "keras": "mask_rcnn.keras", "onnx": "mask_rcnn.onnx"}[args.format]
+    path = args.output or os.path.join(model.log_dir, "export", default)
+    try:
+        model.export(path, format=args.format)
+    except ExportError as error:
+        raise UsageError(str(error)) from None
+    print(f"Exported {args.format} to {path}")
+    return path
+
+
 def parse_args(argv=None):
     """The command line as argparse reads it, plus ``args.explicit``: the options given (not defaulted),
     which ``train --weights=last`` keeps over the values the run recorded."""
@@ -313,7 +333,7 @@ def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        {"train": run_train, "evaluate": run_evaluate, "detect": run_detect}[args.command](args)
+        {"train": run_train, "evaluate": run_evaluate, "detect": run_detect, "export": run_export}[args.command](args)
     except (UsageError, DistributeError, jobs.WeightsChoiceError, jobs.ScheduleError, CityscapesDataError, ConfigError,
             ImageLoadError, FileNotFoundError) as error:
         print(f"\ncityscapes.py {args.command}: {error}", file=sys.stderr)

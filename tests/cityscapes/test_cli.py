@@ -61,6 +61,20 @@ def test_train_evaluate_detect_on_a_tiny_tree(tiny_tree, tmp_path, capsys):
     assert code == 0
     assert Image.open(out_dir / "odd_detections.png").size == (170, 100)
 
+    # export the last checkpoint as a SavedModel and serve the odd image with TensorFlow alone
+    served = tmp_path / "served"
+    code = cli.main(["export", "--config=synthetic", f"--logs={logs}", "--format=saved_model", f"--output={served}"])
+    assert code == 0 and f"Exported saved_model to {served}" in capsys.readouterr().out
+    import tensorflow as tf
+
+    result = tf.saved_model.load(str(served)).signatures["serving_default"](
+        image=tf.constant(np.asarray(Image.open(odd).convert("RGB"))))
+    n = int(result["count"])
+    assert result["masks"].shape == (100, 170, n) and result["boxes"].shape == (n, 4)
+    assert cli.main(["export", "--config=synthetic", f"--logs={logs}", "--format=keras",
+                     f"--output={tmp_path / 'model.h5'}"]) == 2
+    assert ".keras file name" in capsys.readouterr().err
+
 
 def test_bad_frames_stop_with_the_file_named_or_are_skipped(tmp_path, capsys):
     root = tmp_path / "cityscapes"
