@@ -7,6 +7,7 @@ and for exports ``detect()`` itself, run in another process that never imports m
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 import skimage.transform
+from PIL import Image
 
 import mrcnn.model as modellib
 from mrcnn import utils
@@ -245,6 +247,17 @@ def test_saved_model_serves_detect_without_mrcnn(trained, tmp_path):
                "scores": np.asarray(batch["scores"][b][:n], np.float32),
                "masks": np.asarray(batch["masks"][b], bool)[:, :, :n]}
         _assert_same_detections(got, expected[b])
+    # the README's serving script, as written
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    serve = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if b.startswith("# serve.py"))
+    (tmp_path / "readme_serve.py").write_text(serve)
+    Image.fromarray(images[0]).save(tmp_path / "frame.png")
+    done = subprocess.run([sys.executable, "readme_serve.py", exported, "frame.png", "drawn.png"], env=env,
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith(f"{len(expected[0]['class_ids'])} instances")
+    drawn = np.asarray(Image.open(tmp_path / "drawn.png"))
+    assert drawn.shape == images[0].shape and not np.array_equal(drawn, images[0])
     errors = out["errors"]
     assert "no error" not in errors.values(), errors
     assert "image is empty" in errors["empty"]
