@@ -7,8 +7,13 @@ one past the last pixel of the object, so ``height = y2 - y1``. Normalized boxes
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+# Largest log-scale change applied to a box (a 62.5x growth), as torchvision and detectron2: exp() of an
+# untrained head's output can overflow, and one infinite box stops training. mrcnn.ops uses the same bound.
+MAX_LOG_SCALE = math.log(1000.0 / 16)
 
 def extract_bboxes(mask):
     """Bounding boxes of instance masks.
@@ -142,15 +147,18 @@ def box_refinement(box, gt_box):
 
 
 def apply_box_deltas(boxes, deltas):
-    """Apply ``[N, (dy, dx, log(dh), log(dw))]`` deltas to ``[N, (y1, x1, y2, x2)]`` boxes (float32)."""
+    """Apply ``[N, (dy, dx, log(dh), log(dw))]`` deltas to ``[N, (y1, x1, y2, x2)]`` boxes (float32).
+
+    The log-scale deltas are capped at :data:`MAX_LOG_SCALE`, as in the graph (``mrcnn.ops.apply_box_deltas``);
+    Matterport's had no cap, which only matters for growths beyond 62.5x."""
     boxes = np.asarray(boxes, dtype=np.float32)
     deltas = np.asarray(deltas, dtype=np.float32)
     height = boxes[:, 2] - boxes[:, 0]
     width = boxes[:, 3] - boxes[:, 1]
     center_y = boxes[:, 0] + 0.5 * height + deltas[:, 0] * height
     center_x = boxes[:, 1] + 0.5 * width + deltas[:, 1] * width
-    height = height * np.exp(deltas[:, 2])
-    width = width * np.exp(deltas[:, 3])
+    height = height * np.exp(np.minimum(deltas[:, 2], MAX_LOG_SCALE))
+    width = width * np.exp(np.minimum(deltas[:, 3], MAX_LOG_SCALE))
     y1 = center_y - 0.5 * height
     x1 = center_x - 0.5 * width
     return np.stack([y1, x1, y1 + height, x1 + width], axis=1)

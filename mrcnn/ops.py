@@ -12,17 +12,13 @@ kernel as the faster choice where XLA is off.
 
 from __future__ import annotations
 
-import math
-
 import keras
 from keras import ops
 
+from mrcnn.boxes import MAX_LOG_SCALE  # one bound for the NumPy and the graph box math
 from mrcnn.data.image_meta import meta_slices
 
 # ----------------------------------------------------------------------------- box math (keras.ops)
-# Largest log-scale change applied to a box, as torchvision and detectron2: exp() of an untrained
-# head's output can overflow, and one infinite box stops training.
-MAX_LOG_SCALE = math.log(1000.0 / 16)
 
 
 def apply_box_deltas(boxes, deltas):

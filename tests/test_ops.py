@@ -22,6 +22,13 @@ def test_box_math_matches_numpy():
                                utils.apply_box_deltas(boxes, deltas), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ops.convert_to_numpy(mops.overlaps(boxes, targets)),
                                utils.compute_overlaps(boxes, targets), atol=1e-6)
+    # extreme deltas (an untrained head): both cap the log-scale growth at the same bound
+    wild = np.concatenate([deltas[:, :2], rng.uniform(3, 12, (20, 2))], axis=1).astype(np.float32)
+    capped = utils.apply_box_deltas(boxes, wild)
+    assert np.isfinite(capped).all()
+    np.testing.assert_allclose(ops.convert_to_numpy(mops.apply_box_deltas(boxes, wild)), capped, rtol=1e-5)
+    heights = (capped[:, 2] - capped[:, 0]) / (boxes[:, 2] - boxes[:, 0])
+    np.testing.assert_allclose(heights, np.exp(np.minimum(wild[:, 2], np.log(62.5))), rtol=1e-4)
     batched = ops.convert_to_numpy(mops.overlaps(np.stack([boxes, targets]), np.stack([targets, boxes])))
     np.testing.assert_allclose(batched[1], utils.compute_overlaps(targets, boxes), atol=1e-6)
 
