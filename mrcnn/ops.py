@@ -97,6 +97,16 @@ def overlaps(boxes1, boxes2):
     return intersection / ops.maximum(union, 1e-12)
 
 
+def first_argmax(values):
+    """Index of the largest value along the last axis (the first one on ties), as ``ops.argmax``, written
+    with ``max``, ``equal`` and ``min``: Keras's TensorFlow ``argmax`` adds bit operations (for -0.0) that
+    ONNX converters cannot express."""
+    count = values.shape[-1]
+    positions = ops.arange(count, dtype="int32")
+    hits = ops.equal(values, ops.max(values, axis=-1, keepdims=True))
+    return ops.min(ops.where(hits, positions, count), axis=-1)
+
+
 def gather_rows(values, indices):
     """``values[b, indices[b, i]]`` for ``values`` ``[B, N, ...]`` and int ``indices`` ``[B, K]``."""
     indices = ops.cast(indices, "int32")
@@ -206,10 +216,20 @@ def non_max_suppression_padded(boxes, scores, max_output_size, iou_threshold, sc
     indices are 0) and ``valid`` bool ``[B, max_output_size]`` marking the real selections.
     """
     tf = _tf()
-    kwargs = {} if score_threshold is None else {"score_threshold": float(score_threshold)}
-    indices, count = tf.image.non_max_suppression_padded(
-        boxes, scores, max_output_size, iou_threshold=iou_threshold, pad_to_max_output_size=True,
-        **kwargs)
+    threshold = float("-inf") if score_threshold is None else float(score_threshold)
+
+    def one_image(args):
+        # TensorFlow's greedy kernel, padded: XLA compiles it, and ONNX converters map it to NonMaxSuppression
+        # (the tiled batched version, tf.image.non_max_suppression_padded, does not convert for dynamic sizes).
+        image_boxes, image_scores = args
+        selected, count = tf.raw_ops.NonMaxSuppressionV4(
+            boxes=image_boxes, scores=image_scores, max_output_size=max_output_size, iou_threshold=iou_threshold,
+            score_threshold=threshold, pad_to_max_output_size=True)
+        return selected, count
+
+    indices, count = tf.map_fn(one_image, (ops.cast(boxes, "float32"), ops.cast(scores, "float32")),
+                               fn_output_signature=(tf.int32, tf.int32))
+    indices = tf.ensure_shape(indices, (None, max_output_size))
     valid = tf.range(max_output_size)[None, :] < count[:, None]
     return tf.where(valid, indices, 0), valid
 

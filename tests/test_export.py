@@ -288,3 +288,31 @@ def test_export_refuses_what_it_cannot_do(trained, tmp_path):
         model.export(str(tmp_path / "x"), format="tflite")
     with pytest.raises(ExportError, match=r"\.keras file name"):
         model.export(str(tmp_path / "x"), format="keras")
+
+
+def test_onnx_export_runs_in_onnxruntime_like_detect(trained, tmp_path):
+    import onnxruntime
+
+    tmp, path, images = trained
+    model = _inference(tmp, path, IMAGE_RESIZE_MODE="pad64", IMAGE_MIN_DIM=64)  # dynamic sizes, the hard case
+    expected = model.detect(images[:3])
+    file = model.export(str(tmp_path / "model.onnx"), format="onnx")
+    assert not os.path.exists(file + ".part")
+    session = onnxruntime.InferenceSession(file, providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    names = [o.name for o in session.get_outputs()]
+    for image, want in zip(images[:3], expected):
+        out = dict(zip(names, session.run(None, {"images": image[None]})))
+        n = int(out["count"][0])
+        got = {"rois": out["boxes"][0, :n], "class_ids": out["class_ids"][0, :n], "scores": out["scores"][0, :n],
+               "masks": out["masks"][0, :, :, :n]}
+        _assert_same_detections(got, want)
+
+
+def test_onnx_export_without_the_converter_says_what_to_install(trained, tmp_path, monkeypatch):
+    tmp, path, _ = trained
+    model = _inference(tmp, path)
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)
+    with pytest.raises(ExportError, match="pip install tf2onnx"):
+        model.export(str(tmp_path / "model.onnx"), format="onnx")
+    assert not os.path.exists(tmp_path / "model.onnx")

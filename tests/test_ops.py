@@ -111,3 +111,10 @@ def test_crop_and_resize_compiles_with_xla_and_keeps_the_images_dtype():
     low = mops.crop_and_resize(ops.cast(images, "bfloat16"), boxes, box_indices, (7, 7))
     assert keras.backend.standardize_dtype(low.dtype) == "bfloat16"
     np.testing.assert_allclose(ops.convert_to_numpy(ops.cast(low, "float32")), expected, atol=0.1)
+
+
+def test_first_argmax_equals_argmax_ties_included():
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 4, (50, 7)).astype(np.float32)  # many ties
+    values[0] = 0.0
+    np.testing.assert_array_equal(ops.convert_to_numpy(mops.first_argmax(values)), np.argmax(values, axis=-1))

@@ -33,7 +33,7 @@ class DetectionLayer(layers.Layer):
         self.bbox_std_dev = [float(v) for v in np.ravel(bbox_std_dev)]
 
     def call(self, rois, mrcnn_class, mrcnn_bbox, image_meta):
-        class_ids = ops.argmax(mrcnn_class, axis=-1)
+        class_ids = mops.first_argmax(mrcnn_class)
         scores = ops.max(mrcnn_class, axis=-1)
         index = ops.repeat(ops.reshape(class_ids, (-1, class_ids.shape[1], 1, 1)), 4, axis=-1)
         deltas = ops.take_along_axis(mrcnn_bbox, index, axis=2)[:, :, 0]
