@@ -5,7 +5,13 @@
   (81 classes), random weights, Matterport's default inference settings;
 * one training step's seconds at 512x512 (batch 1, all layers trainable) for both backbones.
 
-Usage: ``python benchmarks/bench_model.py [--repeats 3] [--backbones resnet50 resnet101]``
+``--inference-path`` instead compares, in one run with interleaved repeats, ``detect()`` (molding and
+unmolding inside Keras models, mrcnn.export) with the NumPy path it replaced (``mold_inputs``, the network,
+``postprocess.unmold_detections``) at 1024x1024 and 1024x2048, with DETECTION_MIN_CONFIDENCE=0 (all 100
+detection slots unmolded and pasted: the most post-processing there can be) and 0.7 (Matterport's default), and
+batched detect of 4 same-size images (IMAGES_PER_GPU=4) against 4 single calls, with the network alone beside.
+
+Usage: ``python benchmarks/bench_model.py [--repeats 3] [--backbones resnet50 resnet101] [--inference-path]``
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -26,6 +34,7 @@ from timing import median_seconds  # noqa: E402  (benchmarks/timing.py)
 from mrcnn import model as modellib  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.data.generator import DataGenerator  # noqa: E402
+from mrcnn.postprocess import unmold_detections  # noqa: E402
 from mrcnn.shapes import ShapesDataset  # noqa: E402
 
 
@@ -64,16 +73,88 @@ def bench_train_step(backbone, repeats, logs):
     return seconds
 
 
+def _numpy_path(model, image):
+    """detect() before the in-graph path: NumPy molding and unmolding around the network."""
+    molded, metas, windows = model.mold_inputs([image])
+    outputs = model._predict(molded, metas)
+    return unmold_detections(outputs[0][0], outputs[3][0], image.shape, molded[0].shape, windows[0])
+
+
+def _interleaved(calls, repeats):
+    """{name: median seconds} of several calls timed in turn (after one warm-up call each)."""
+    for fn in calls.values():
+        fn()
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: round(statistics.median(t), 3) for name, t in times.items()}
+
+
+def _inference_stages(model, image, repeats):
+    """detect() against the NumPy path on one image, and each path's molding and unmolding alone."""
+    mold, unmold = model._inference_stages()
+    molded, meta = mold.predict_on_batch(image[None])
+    outputs = model._predict(molded, meta)
+    window = meta[0, 7:11].astype(int)
+    stages = _interleaved({
+        "detect": lambda: model.detect([image]),
+        "numpy_path": lambda: _numpy_path(model, image),
+        "mold_in_graph": lambda: mold.predict_on_batch(image[None]),
+        "mold_numpy": lambda: model.mold_inputs([image]),
+        "unmold_in_graph": lambda: unmold.predict_on_batch([outputs[0], outputs[3], meta, image[None]]),
+        "unmold_numpy": lambda: unmold_detections(outputs[0][0], outputs[3][0], image.shape, molded[0].shape,
+                                                  window),
+    }, repeats)
+    stages["detections"] = len(model.detect([image])[0]["class_ids"])
+    stages["ratio_detect_vs_numpy_path"] = round(stages["detect"] / stages["numpy_path"], 3)
+    return stages
+
+
+def bench_inference_path(backbone, repeats, logs):
+    rng = np.random.default_rng(0)
+    report = {}
+    for label, shape, overrides in [
+        ("1024x1024", (1024, 1024, 3), {"IMAGE_RESIZE_MODE": "square"}),
+        ("1024x2048", (1024, 2048, 3), {"IMAGE_RESIZE_MODE": "pad64", "IMAGE_MIN_DIM": 1024}),
+    ]:
+        image = rng.integers(0, 255, shape, dtype=np.uint8)
+        for confidence in (0.0, 0.7):  # every slot pasted; Matterport's default threshold
+            model = modellib.MaskRCNN("inference", BenchConfig(BACKBONE=backbone, DETECTION_MIN_CONFIDENCE=confidence,
+                                                               **overrides), logs)
+            report[f"{label}_min_confidence_{confidence}"] = _inference_stages(model, image, repeats)
+            keras.backend.clear_session()
+    model = modellib.MaskRCNN("inference", BenchConfig(BACKBONE=backbone, IMAGES_PER_GPU=4), logs)
+    images = [rng.integers(0, 255, (1024, 1024, 3), dtype=np.uint8) for _ in range(4)]
+    molded, metas, _ = model.mold_inputs(images)
+    batch = _interleaved({
+        "detect_batch_of_4": lambda: model.detect(images),
+        "detect_4_single_calls": lambda: [model.detect([i]) for i in images],
+        "network_batch_of_4": lambda: model._predict(molded, metas),
+        "network_4_single_calls": lambda: [model._predict(molded[i:i + 1], metas[i:i + 1]) for i in range(4)],
+    }, repeats)
+    report["1024x1024_4_images_s_per_image"] = {name: round(t / 4, 3) for name, t in batch.items()}
+    return report
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backbones", nargs="+", default=["resnet50", "resnet101"])
+    parser.add_argument("--inference-path", action="store_true",
+                        help="compare detect() with the NumPy path it replaced, and batched with single calls")
     args = parser.parse_args(argv)
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "keras": keras.__version__, "backend": keras.backend.backend()},
               "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as logs:
         for backbone in args.backbones:
+            if args.inference_path:
+                report[backbone] = {"inference_path": bench_inference_path(backbone, args.repeats, logs)}
+                print(json.dumps({backbone: report[backbone]}), file=sys.stderr)
+                continue
             report[backbone] = {
                 "detect_s_per_image": bench_detect(backbone, args.repeats, logs),
                 "train_step_s_512x512_batch1": bench_train_step(backbone, args.repeats, logs),

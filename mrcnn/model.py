@@ -426,12 +426,19 @@ class MaskRCNN:
                 chunk = indices[start:start + self.config.BATCH_SIZE]
                 outputs = self._predict(np.concatenate([molded[i][0] for i in chunk]),
                                         np.concatenate([molded[i][1] for i in chunk]))
+                # unmolded together where the original images have one size
+                same_size = {}
                 for j, i in enumerate(chunk):
+                    same_size.setdefault(images[i].shape, []).append(j)
+                for rows in same_size.values():
+                    picked = [chunk[j] for j in rows]
                     boxes, class_ids, scores, masks, count = unmold.predict_on_batch(
-                        [outputs[0][j:j + 1], outputs[3][j:j + 1], molded[i][1], images[i][None]])
-                    n = int(count[0])
-                    results[i] = {"rois": np.asarray(boxes[0, :n]), "class_ids": np.asarray(class_ids[0, :n]),
-                                  "scores": np.asarray(scores[0, :n]), "masks": np.asarray(masks[0, :, :, :n])}
+                        [outputs[0][rows], outputs[3][rows], np.concatenate([molded[i][1] for i in picked]),
+                         np.stack([images[i] for i in picked])])
+                    for b, i in enumerate(picked):
+                        n = int(count[b])
+                        results[i] = {"rois": np.asarray(boxes[b, :n]), "class_ids": np.asarray(class_ids[b, :n]),
+                                      "scores": np.asarray(scores[b, :n]), "masks": np.asarray(masks[b, :, :, :n])}
         return results
 
     def _inference_stages(self):

@@ -180,8 +180,9 @@ def _assert_same_detections(got, expected, scores_atol=1e-4):
 
 def test_detect_equals_the_numpy_path(trained):
     tmp, path, images = trained
-    for mode in ("square", "pad64"):
-        model = _inference(tmp, path, IMAGE_RESIZE_MODE=mode, IMAGE_MIN_DIM=128 if mode == "square" else 64)
+    for mode, per_call in (("square", 1), ("pad64", 2)):  # pad64: two same-size images per network call
+        model = _inference(tmp, path, IMAGE_RESIZE_MODE=mode, IMAGE_MIN_DIM=128 if mode == "square" else 64,
+                           IMAGES_PER_GPU=per_call)
         for image, result in zip(images, model.detect(images)):
             rois, class_ids, scores, masks = _numpy_path(model, image)
             assert len(class_ids) > 0

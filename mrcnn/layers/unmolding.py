@@ -5,7 +5,7 @@ with the same arithmetic (float32 where the NumPy code is float32, float64 where
 out identical: normalized boxes relative to the image window, then pixels of the original image, detections
 without area dropped (the rest moved up, in order). Masks are pasted as Matterport's ``unmold_mask``
 (``skimage.transform.resize(order=1, mode="constant")`` of the 28x28 mask into the box, threshold 0.5), with
-``mrcnn.postprocess.paste_masks``'s float64 formula, one detection at a time (``keras.ops.map``).
+``mrcnn.postprocess.paste_masks``'s enumeration of the boxes' pixels and its float64 formula.
 """
 
 from __future__ import annotations
@@ -16,40 +16,53 @@ from keras import layers, ops
 from mrcnn import ops as mops
 
 
-def _samples(start, end, size, mask_size):
-    """For the pixels ``0 .. size - 1`` of one image axis and boxes ``start .. end - 1`` (int ``[N]``): whether
-    each pixel lies in the box, the two mask indices it samples (into the mask padded with one zero on each
-    side, so beyond the mask it reads 0) and the weight of the second, as ``[N, size]`` arrays; the arithmetic of
-    ``mrcnn.postprocess.paste_masks``, in float64."""
-    box = ops.cast(ops.maximum(end - start, 1), "float64")[:, None]
-    pixel = ops.arange(size, dtype="float64")[None, :]
-    start_f = ops.cast(start, "float64")[:, None]
-    inside = ops.logical_and(pixel >= start_f, pixel < ops.cast(end, "float64")[:, None])
-    position = (pixel - start_f + 0.5) * (mask_size / box) - 0.5
-    floor = ops.floor(position)
-    i0 = ops.clip(ops.cast(floor, "int32") + 1, 0, mask_size + 1)
-    return inside, i0, ops.minimum(i0 + 1, mask_size + 1), position - floor
-
-
-def paste_masks(masks, boxes, height, width, threshold=0.5):
+def paste_masks(masks, boxes, height, width, groups=1, threshold=0.5):
     """``mrcnn.postprocess.paste_masks`` in ``keras.ops``: ``[N, mh, mw]`` mask probabilities and int pixel
-    ``boxes`` ``[N, 4]`` -> bool ``[N, height, width]``; the same float64 formula, so the same pixels."""
-    # One empty detection more: keras.ops.map cannot map over zero elements (it traces ``f`` on the first).
-    padded = ops.pad(ops.cast(masks, "float64"), [[0, 1], [1, 1], [1, 1]])
-    boxes = ops.pad(boxes, [[0, 1], [0, 0]])
+    ``boxes`` ``[N, 4]`` -> bool ``[groups, height, width, N / groups]`` (mask ``g * (N / groups) + j`` at
+    ``[g, :, :, j]``: the batch of images and their detections).
+
+    As the NumPy version: every pixel of every box's visible part is enumerated at once (the work follows the
+    boxes' areas, not the image size), sampled from its mask with the same float64 formula (so the same
+    pixels come out), and the ones at or above ``threshold`` are scattered into the output.
+    """
+    count = ops.shape(boxes)[0]
+    per_group = count // groups
     mh, mw = masks.shape[1], masks.shape[2]
-    in_y, y0, y1, wy = _samples(boxes[:, 0], boxes[:, 2], height, mh)
-    in_x, x0, x1, wx = _samples(boxes[:, 1], boxes[:, 3], width, mw)
+    by1, bx1, by2, bx2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    cy1, cx1 = ops.clip(by1, 0, height), ops.clip(bx1, 0, width)
+    rows = ops.maximum(ops.clip(by2, 0, height) - cy1, 0)
+    cols = ops.maximum(ops.clip(bx2, 0, width) - cx1, 0)
+    areas = rows * cols
+    total = ops.sum(areas)
+    n = ops.repeat(ops.arange(count, dtype="int32"), areas, axis=0)  # [total]: the box of each pixel
+    k = ops.arange(total, dtype="int32") - ops.take(ops.cumsum(areas) - areas, n)
+    cols_n = ops.maximum(ops.take(cols, n), 1)
+    y = ops.take(cy1, n) + k // cols_n
+    x = ops.take(cx1, n) + k % cols_n
+    box_h = ops.cast(ops.maximum(ops.take(by2 - by1, n), 1), "float64")
+    box_w = ops.cast(ops.maximum(ops.take(bx2 - bx1, n), 1), "float64")
+    my = (ops.cast(y - ops.take(by1, n), "float64") + 0.5) * (mh / box_h) - 0.5
+    mx = (ops.cast(x - ops.take(bx1, n), "float64") + 0.5) * (mw / box_w) - 0.5
+    y0, x0 = ops.floor(my), ops.floor(mx)
+    wy, wx = my - y0, mx - x0
+    # indices into the masks padded with one zero on each side (beyond the mask it reads 0)
+    y0 = ops.clip(ops.cast(y0, "int32") + 1, 0, mh + 1)
+    x0 = ops.clip(ops.cast(x0, "int32") + 1, 0, mw + 1)
+    y1, x1 = ops.minimum(y0 + 1, mh + 1), ops.minimum(x0 + 1, mw + 1)
+    padded = ops.reshape(ops.pad(ops.cast(masks, "float64"), [[0, 0], [1, 1], [1, 1]]), (-1,))
+    base = n * ((mh + 2) * (mw + 2))
 
-    def one(args):  # one detection: [H, W], so memory stays one image's worth whatever the count
-        mask, in_y, y0, y1, wy, in_x, x0, x1, wx = args
-        top, bottom = ops.take(mask, y0, axis=0), ops.take(mask, y1, axis=0)
-        wy, wx = wy[:, None], wx[None, :]
-        value = ((1 - wy) * ((1 - wx) * ops.take(top, x0, axis=1) + wx * ops.take(top, x1, axis=1))
-                 + wy * ((1 - wx) * ops.take(bottom, x0, axis=1) + wx * ops.take(bottom, x1, axis=1)))
-        return ops.logical_and(value >= threshold, ops.logical_and(in_y[:, None], in_x[None, :]))
+    def at(yy, xx):
+        return ops.take(padded, base + yy * (mw + 2) + xx)
 
-    return ops.map(one, (padded, in_y, y0, y1, wy, in_x, x0, x1, wx))[:-1]
+    value = ((1 - wy) * ((1 - wx) * at(y0, x0) + wx * at(y0, x1))
+             + wy * ((1 - wx) * at(y1, x0) + wx * at(y1, x1)))
+    group, j = n // ops.maximum(per_group, 1), n % ops.maximum(per_group, 1)
+    index = ((group * height + y) * width + x) * per_group + j
+    # each (pixel, detection) is enumerated once: writing every sample's verdict leaves the rest False
+    flat = ops.scatter_update(ops.zeros((groups * height * width * per_group,), "bool"), index[:, None],
+                              value >= threshold)
+    return ops.reshape(flat, (groups, height, width, per_group))
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -109,16 +122,16 @@ class UnmoldDetections(layers.Layer):
         boxes = ops.where(valid[..., None], mops.gather_rows(boxes, order), 0)
         class_ids = ops.where(valid, mops.gather_rows(class_ids, order), 0)
         scores = ops.where(valid, mops.gather_rows(scores, order), 0.0)
-        # each detection's mask of its own class
-        masks = mops.gather_rows(mrcnn_mask, order)  # [B, K, mh, mw, C]
-        index = ops.broadcast_to(class_ids[:, :, None, None, None], ops.shape(masks)[:4] + (1,))
-        masks = ops.take_along_axis(masks, index, axis=-1)[..., 0]
-        mh, mw = masks.shape[2], masks.shape[3]
-        flat_boxes = ops.reshape(boxes, (-1, 4))
-        pasted = paste_masks(ops.reshape(masks, (-1, mh, mw)), flat_boxes, height, width)  # [B*K, H, W]
-        pasted = ops.logical_and(pasted, ops.reshape(valid, (-1,))[:, None, None])
-        pasted = ops.reshape(pasted, (shape[0], -1, height, width))
-        return boxes, class_ids, scores, ops.transpose(pasted, (0, 2, 3, 1)), count
+        # each detection's mask of its own class: rows gathered from the flat batch, the class by a one-hot sum
+        # (exact: the other classes add zeros); cheaper than take_along_axis over [B, D, mh, mw, C]
+        mh, mw, classes = mrcnn_mask.shape[2], mrcnn_mask.shape[3], mrcnn_mask.shape[4]
+        rows = ops.reshape(order + ops.arange(shape[0], dtype="int32")[:, None] * num, (-1,))
+        picked = ops.take(ops.reshape(mrcnn_mask, (-1, mh, mw, classes)), rows, axis=0)  # [B*K, mh, mw, C]
+        one_hot = ops.one_hot(ops.reshape(class_ids, (-1,)), classes, dtype=picked.dtype)
+        masks = ops.sum(picked * one_hot[:, None, None, :], axis=-1)  # [B*K, mh, mw]
+        paste_boxes = ops.where(valid[..., None], boxes, 0)  # padding slots: no area, nothing pasted
+        pasted = paste_masks(masks, ops.reshape(paste_boxes, (-1, 4)), height, width, groups=shape[0])
+        return boxes, class_ids, scores, pasted, count
 
     def compute_output_spec(self, detections, mrcnn_mask, image_meta, images):
         batch = detections.shape[0]
