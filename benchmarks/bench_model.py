@@ -104,7 +104,7 @@ def _inference_stages(model, image, repeats):
         "numpy_path": lambda: _numpy_path(model, image),
         "mold_in_graph": lambda: mold.predict_on_batch(image[None]),
         "mold_numpy": lambda: model.mold_inputs([image]),
-        "unmold_in_graph": lambda: unmold.predict_on_batch([outputs[0], outputs[3], meta, image[None]]),
+        "unmold_in_graph": lambda: unmold.predict_on_batch([outputs[0], outputs[3], meta]),
         "unmold_numpy": lambda: unmold_detections(outputs[0][0], outputs[3][0], image.shape, molded[0].shape,
                                                   window),
     }, repeats)

@@ -40,15 +40,15 @@ def mold_model(config):
     return keras.Model(images, [molded, meta], name="mold")
 
 
-def unmold_model(config, trim=True):
-    """``[detections, mrcnn_mask, image meta, images]`` -> ``[boxes, class_ids, scores, masks, count]``."""
+def unmold_model(config, trim=True, bool_masks=True):
+    """``[detections, mrcnn_mask, image meta]`` -> ``[boxes, class_ids, scores, masks, count]`` (the images'
+    original size comes from the meta; one size per call)."""
     detections = keras.Input(shape=(config.DETECTION_MAX_INSTANCES, 6), name="detections")
     mask_shape = tuple(config.MASK_SHAPE) + (config.NUM_CLASSES,)
     masks = keras.Input(shape=(config.DETECTION_MAX_INSTANCES,) + mask_shape, name="mrcnn_mask")
     meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="image_meta")
-    images = _image_input()
-    outputs = UnmoldDetections(trim=trim, name="unmold_detections")(detections, masks, meta, images)
-    return keras.Model([detections, masks, meta, images], list(outputs), name="unmold")
+    outputs = UnmoldDetections(trim=trim, bool_masks=bool_masks, name="unmold_detections")(detections, masks, meta)
+    return keras.Model([detections, masks, meta], list(outputs), name="unmold")
 
 
 def serving_model(network, config):
@@ -59,7 +59,7 @@ def serving_model(network, config):
     molded, meta = MoldImages.from_model_config(config, name="mold_images")(images)
     outputs = network([molded, meta])
     detections, mrcnn_mask = outputs[0], outputs[3]
-    results = UnmoldDetections(trim=True, name="unmold_detections")(detections, mrcnn_mask, meta, images)
+    results = UnmoldDetections(trim=True, name="unmold_detections")(detections, mrcnn_mask, meta)
     return keras.Model(images, dict(zip(OUTPUTS, results)), name="mask_rcnn_serving")
 
 

@@ -406,6 +406,10 @@ class MaskRCNN:
         or oversized input raise ``ValueError``/``TypeError`` naming the image's index.
         Returns one dict per image: ``rois`` ``[N, (y1, x1, y2, x2)]`` int32 image pixels, ``class_ids``
         ``[N]`` int32, ``scores`` ``[N]`` float32, ``masks`` ``[H, W, N]`` bool.
+
+        The path is the exported one (mrcnn.export): each image molded by the mold model, the network on up to
+        BATCH_SIZE images of one molded size at a time, then the unmold model (boxes to image pixels, masks
+        pasted at the image size) on the images of one size together.
         """
         if self.mode != "inference":
             raise ValueError("Create model in inference mode.")
@@ -433,18 +437,18 @@ class MaskRCNN:
                 for rows in same_size.values():
                     picked = [chunk[j] for j in rows]
                     boxes, class_ids, scores, masks, count = unmold.predict_on_batch(
-                        [outputs[0][rows], outputs[3][rows], np.concatenate([molded[i][1] for i in picked]),
-                         np.stack([images[i] for i in picked])])
+                        [outputs[0][rows], outputs[3][rows], np.concatenate([molded[i][1] for i in picked])])
+                    masks = np.asarray(masks).view(bool)  # uint8 0/1, no copy
                     for b, i in enumerate(picked):
                         n = int(count[b])
                         results[i] = {"rois": np.asarray(boxes[b, :n]), "class_ids": np.asarray(class_ids[b, :n]),
-                                      "scores": np.asarray(scores[b, :n]), "masks": np.asarray(masks[b, :, :, :n])}
+                                      "scores": np.asarray(scores[b, :n]), "masks": masks[b, :, :, :n]}
         return results
 
     def _inference_stages(self):
         """The mold and unmold models around keras_model (mrcnn.export), built once."""
         if getattr(self, "_stages", None) is None:
-            self._stages = (export.mold_model(self.config), export.unmold_model(self.config))
+            self._stages = (export.mold_model(self.config), export.unmold_model(self.config, bool_masks=False))
         return self._stages
 
     def export(self, path, format="saved_model"):  # noqa: A002

@@ -112,14 +112,14 @@ def test_unmold_detections_layer_equals_the_numpy_helper(mode):
         detections, masks = _random_detections(rng, count)
         rois, ref_ids, ref_scores, ref_masks = unmold_detections(detections[0], masks[0], image.shape, molded.shape,
                                                                  window)
-        got = unmold.predict_on_batch([detections, masks, meta.astype(np.float32), image[None]])
+        got = unmold.predict_on_batch([detections, masks, meta.astype(np.float32)])
         k = int(got[4][0])
         assert k == len(ref_ids) and got[0].shape[1] == k and got[3].shape == (1, h, w, k)
         np.testing.assert_array_equal(got[0][0], rois)
         np.testing.assert_array_equal(got[1][0], ref_ids)
         np.testing.assert_array_equal(got[2][0], ref_scores)
         np.testing.assert_array_equal(got[3][0], ref_masks)  # the same float64 formula: the same pixels
-        padded = fixed.predict_on_batch([detections, masks, meta.astype(np.float32), image[None]])
+        padded = fixed.predict_on_batch([detections, masks, meta.astype(np.float32)])
         assert padded[3].shape == (1, h, w, 20) and not padded[3][0, :, :, k:].any()
         np.testing.assert_array_equal(padded[0][0, :k], rois)
 

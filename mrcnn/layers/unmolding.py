@@ -18,7 +18,7 @@ from mrcnn import ops as mops
 
 def paste_masks(masks, boxes, height, width, groups=1, threshold=0.5):
     """``mrcnn.postprocess.paste_masks`` in ``keras.ops``: ``[N, mh, mw]`` mask probabilities and int pixel
-    ``boxes`` ``[N, 4]`` -> bool ``[groups, height, width, N / groups]`` (mask ``g * (N / groups) + j`` at
+    ``boxes`` ``[N, 4]`` -> uint8 0/1 ``[groups, height, width, N / groups]`` (mask ``g * (N / groups) + j`` at
     ``[g, :, :, j]``: the batch of images and their detections).
 
     As the NumPy version: every pixel of every box's visible part is enumerated at once (the work follows the
@@ -59,9 +59,8 @@ def paste_masks(masks, boxes, height, width, groups=1, threshold=0.5):
              + wy * ((1 - wx) * at(y1, x0) + wx * at(y1, x1)))
     group, j = n // ops.maximum(per_group, 1), n % ops.maximum(per_group, 1)
     index = ((group * height + y) * width + x) * per_group + j
-    # each (pixel, detection) is enumerated once: writing every sample's verdict leaves the rest False
-    flat = ops.scatter_update(ops.zeros((groups * height * width * per_group,), "bool"), index[:, None],
-                              value >= threshold)
+    # uint8 0/1 (a scatter has no bool form): detect() views it as bool without a copy
+    flat = ops.scatter(index[:, None], ops.cast(value >= threshold, "uint8"), (groups * height * width * per_group,))
     return ops.reshape(flat, (groups, height, width, per_group))
 
 
@@ -70,26 +69,29 @@ class UnmoldDetections(layers.Layer):
     """Detections in original-image pixels, with masks pasted at the original size.
 
     Inputs: ``detections`` ``[B, D, (y1, x1, y2, x2, class_id, score)]`` normalized, zero-padded;
-    ``mrcnn_mask`` ``[B, D, mh, mw, num_classes]``; ``image_meta`` ``[B, meta]`` (window and molded size);
-    ``images``: the original images ``[B, H, W, C]`` (only their size is used).
+    ``mrcnn_mask`` ``[B, D, mh, mw, num_classes]``; ``image_meta`` ``[B, meta]`` (original size, window and
+    molded size; one original size per batch).
 
     Outputs: ``boxes`` int32 ``[B, K, 4]``, ``class_ids`` int32 ``[B, K]``, ``scores`` float32 ``[B, K]``,
-    ``masks`` bool ``[B, H, W, K]`` and ``count`` int32 ``[B]``: the first ``count[b]`` rows of image b are its
-    detections, the rest zeros. ``K`` is the largest count in the batch (``trim=True``, a size known only
-    when the graph runs) or ``D`` (``trim=False``, static shapes for XLA).
+    ``masks`` ``[B, H, W, K]`` (bool, or uint8 0/1 with ``bool_masks=False``, which NumPy views as bool without
+    a copy) and ``count`` int32 ``[B]``: the first ``count[b]`` rows of image b are its detections, the rest
+    zeros. ``K`` is the largest count in the batch (``trim=True``, a size known only when the graph runs) or
+    ``D`` (``trim=False``).
     """
 
-    def __init__(self, trim=True, **kwargs):
+    def __init__(self, trim=True, bool_masks=True, **kwargs):
         kwargs.setdefault("dtype", "float32")
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.trim = bool(trim)
+        self.bool_masks = bool(bool_masks)
 
-    def call(self, detections, mrcnn_mask, image_meta, images):
+    def call(self, detections, mrcnn_mask, image_meta):
         detections = ops.cast(detections, "float32")
         meta = mops.parse_image_meta(image_meta)
-        shape = ops.shape(images)
-        height, width = shape[1], shape[2]
+        batch = ops.shape(detections)[0]
+        original_shape = ops.cast(meta["original_image_shape"][0], "int32")
+        height, width = original_shape[0], original_shape[1]
         num = detections.shape[1]
 
         # Normalized window (float32, as NumPy's norm_boxes returns it) and the boxes relative to it
@@ -125,21 +127,23 @@ class UnmoldDetections(layers.Layer):
         # each detection's mask of its own class: rows gathered from the flat batch, the class by a one-hot sum
         # (exact: the other classes add zeros); cheaper than take_along_axis over [B, D, mh, mw, C]
         mh, mw, classes = mrcnn_mask.shape[2], mrcnn_mask.shape[3], mrcnn_mask.shape[4]
-        rows = ops.reshape(order + ops.arange(shape[0], dtype="int32")[:, None] * num, (-1,))
+        rows = ops.reshape(order + ops.arange(batch, dtype="int32")[:, None] * num, (-1,))
         picked = ops.take(ops.reshape(mrcnn_mask, (-1, mh, mw, classes)), rows, axis=0)  # [B*K, mh, mw, C]
         one_hot = ops.one_hot(ops.reshape(class_ids, (-1,)), classes, dtype=picked.dtype)
         masks = ops.sum(picked * one_hot[:, None, None, :], axis=-1)  # [B*K, mh, mw]
         paste_boxes = ops.where(valid[..., None], boxes, 0)  # padding slots: no area, nothing pasted
-        pasted = paste_masks(masks, ops.reshape(paste_boxes, (-1, 4)), height, width, groups=shape[0])
+        pasted = paste_masks(masks, ops.reshape(paste_boxes, (-1, 4)), height, width, groups=batch)
+        if self.bool_masks:
+            pasted = ops.cast(pasted, "bool")
         return boxes, class_ids, scores, pasted, count
 
-    def compute_output_spec(self, detections, mrcnn_mask, image_meta, images):
+    def compute_output_spec(self, detections, mrcnn_mask, image_meta):
         batch = detections.shape[0]
         k = None if self.trim else detections.shape[1]
         return (keras.KerasTensor((batch, k, 4), dtype="int32"), keras.KerasTensor((batch, k), dtype="int32"),
                 keras.KerasTensor((batch, k), dtype="float32"),
-                keras.KerasTensor((batch, images.shape[1], images.shape[2], k), dtype="bool"),
+                keras.KerasTensor((batch, None, None, k), dtype="bool" if self.bool_masks else "uint8"),
                 keras.KerasTensor((batch,), dtype="int32"))
 
     def get_config(self):
-        return {**super().get_config(), "trim": self.trim}
+        return {**super().get_config(), "trim": self.trim, "bool_masks": self.bool_masks}
