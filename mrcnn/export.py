@@ -15,6 +15,7 @@ file or ONNX.
 from __future__ import annotations
 
 import os
+import shutil
 
 import keras
 
@@ -84,7 +85,9 @@ def export(model, path, format="saved_model"):  # noqa: A002  (Keras's own argum
     if format == "keras":
         if not str(path).endswith(".keras"):
             raise ExportError(f"export: a .keras file name is needed for format='keras', got {path!r}")
-        serving.save(path)
+        partial = str(path)[:-len(".keras")] + ".part.keras"
+        serving.save(partial)
+        os.replace(partial, path)  # a reader never sees a half-written file
         return path
     if keras.backend.backend() != "tensorflow":
         raise ExportError(f"export format {format!r} needs the TensorFlow backend (KERAS_BACKEND=tensorflow); "
@@ -119,5 +122,9 @@ def _export_saved_model(serving, path):
     archive.add_endpoint("serve_batch", run,
                          input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8, name="images")])
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-    archive.write_out(path, verbose=False)
+    partial = os.path.abspath(path).rstrip(os.sep) + ".part"
+    shutil.rmtree(partial, ignore_errors=True)
+    archive.write_out(partial, verbose=False)
+    shutil.rmtree(path, ignore_errors=True)  # an export written before is replaced whole
+    os.replace(partial, path)
     return path

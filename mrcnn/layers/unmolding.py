@@ -131,8 +131,8 @@ class UnmoldDetections(layers.Layer):
         picked = ops.take(ops.reshape(mrcnn_mask, (-1, mh, mw, classes)), rows, axis=0)  # [B*K, mh, mw, C]
         one_hot = ops.one_hot(ops.reshape(class_ids, (-1,)), classes, dtype=picked.dtype)
         masks = ops.sum(picked * one_hot[:, None, None, :], axis=-1)  # [B*K, mh, mw]
-        paste_boxes = ops.where(valid[..., None], boxes, 0)  # padding slots: no area, nothing pasted
-        pasted = paste_masks(masks, ops.reshape(paste_boxes, (-1, 4)), height, width, groups=batch)
+        # padding slots have zero boxes: no area, nothing pasted
+        pasted = paste_masks(masks, ops.reshape(boxes, (-1, 4)), height, width, groups=batch)
         if self.bool_masks:
             pasted = ops.cast(pasted, "bool")
         return boxes, class_ids, scores, pasted, count

@@ -107,10 +107,10 @@ def build_parser():
     parser.add_argument("--subset", default="val", help="subset to evaluate")
     parser.add_argument("--image", default=None, help="detect: an image file or a folder of images; "
                                                       "default: the first frames of --subset")
-    parser.add_argument("--output", default=None, help="detect: folder for the overlay PNGs "
-                                                       "(default: <run log dir>/detections); export: the "
+    parser.add_argument("--output", default=None, help="detect: folder for the overlay PNGs; export: the "
                                                        "SavedModel folder, .keras or .onnx file (default: "
-                                                       "<run log dir>/export/<format>)")
+                                                       "<run log dir>/detections for detect, <run log "
+                                                       "dir>/export/<format> for export)")
     parser.add_argument("--format", choices=("saved_model", "keras", "onnx"), default="saved_model",
                         help="export: SavedModel (TF Serving), .keras, or ONNX (needs the onnx extra)")
     parser.add_argument("--min-score", type=float, default=0.5, help="detect: lowest score drawn")
