@@ -127,6 +127,7 @@ class MaskRCNN:
         with self._scope():
             self.keras_model = self.build(mode, config)
         self._anchor_cache = {}
+        self._stages = None  # the mold and unmold models detect() runs around keras_model, built when needed
 
     def _scope(self):
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
@@ -447,7 +448,7 @@ class MaskRCNN:
 
     def _inference_stages(self):
         """The mold and unmold models around keras_model (mrcnn.export), built once."""
-        if getattr(self, "_stages", None) is None:
+        if self._stages is None:
             self._stages = (export.mold_model(self.config), export.unmold_model(self.config, bool_masks=False))
         return self._stages
 

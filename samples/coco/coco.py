@@ -56,6 +56,7 @@ from samples.cityscapes.cityscapes import UsageError, parse_setting  # noqa: E40
 COCO_MODEL_PATH = jobs.COCO_WEIGHTS_PATH
 DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
 DEFAULT_DATASET_YEAR = "2014"
+VAL_SUBSETS = {"2014": "minival", "2017": "val"}  # what train validates on and evaluate scores, per year
 # Matterport coco.py's three stages: heads to epoch 40, ResNet stage 4 and up to 120, all at LR/10 to 160.
 DEFAULT_SCHEDULE = "heads:40,4+:120,all:160:0.1"
 COCO_IMAGES_URL = "http://images.cocodataset.org/zips/{}.zip"
@@ -296,7 +297,7 @@ def main(argv=None):
     print("Logs: ", args.logs)
     print("Auto Download: ", args.download)
     try:
-        if args.year not in ("2014", "2017"):
+        if args.year not in VAL_SUBSETS:
             raise UsageError(f"--year={args.year}: expected 2014 or 2017")
         overrides = dict(parse_setting(item) for item in args.set or ())
         if args.command == "train":
@@ -336,19 +337,23 @@ def load_model_weights(model, choice):
     return path
 
 
-def run_train(args, config):
+def _model(mode, config, args):
     config.display()
-    model = modellib.MaskRCNN(mode="training", config=config, model_dir=args.logs)
+    model = modellib.MaskRCNN(mode=mode, config=config, model_dir=args.logs)
     load_model_weights(model, args.model)
+    return model
+
+
+def run_train(args, config):
+    model = _model("training", config, args)
     # Training on train + valminusminival (2014) or train (2017); validating on minival (2014) or val (2017).
     dataset_train = CocoDataset()
     dataset_train.load_coco(args.dataset, "train", year=args.year, auto_download=args.download)
     if args.year == "2014":
         dataset_train.load_coco(args.dataset, "valminusminival", year=args.year, auto_download=args.download)
     dataset_train.prepare()
-    val_type = "val" if args.year == "2017" else "minival"
     dataset_val = CocoDataset()
-    dataset_val.load_coco(args.dataset, val_type, year=args.year, auto_download=args.download)
+    dataset_val.load_coco(args.dataset, VAL_SUBSETS[args.year], year=args.year, auto_download=args.download)
     dataset_val.prepare()
     import imgaug.augmenters as iaa  # after mrcnn: its numpy-2 aliases are in place
 
@@ -358,12 +363,9 @@ def run_train(args, config):
 
 
 def run_evaluate(args, config):
-    config.display()
-    model = modellib.MaskRCNN(mode="inference", config=config, model_dir=args.logs)
-    load_model_weights(model, args.model)
+    model = _model("inference", config, args)
     dataset_val = CocoDataset()
-    val_type = "val" if args.year == "2017" else "minival"
-    coco = dataset_val.load_coco(args.dataset, val_type, year=args.year, return_coco=True,
+    coco = dataset_val.load_coco(args.dataset, VAL_SUBSETS[args.year], year=args.year, return_coco=True,
                                  auto_download=args.download)
     dataset_val.prepare()
     print(f"Running COCO evaluation on {args.limit or len(dataset_val.image_ids)} images.")
