@@ -65,14 +65,15 @@ def _image_annotations(rng, image_id, first_id):
                      "segmentation": {"size": [HEIGHT, WIDTH], "counts": rle["counts"].decode("ascii")}})
     for ann in anns:
         ann.update(id=next_id, image_id=image_id)
-        rle = COCO_RLE(ann)
+        rle = _rle(ann)
         ann["area"] = float(mask_utils.area(rle))
         ann["bbox"] = [float(v) for v in mask_utils.toBbox(rle)]
         next_id += 1
     return anns
 
 
-def COCO_RLE(ann):  # noqa: N802
+def _rle(ann):
+    """The annotation's mask as a compressed RLE, with pycocotools (the test's own reference)."""
     segm = ann["segmentation"]
     if isinstance(segm, list):
         return mask_utils.merge(mask_utils.frPyObjects(segm, HEIGHT, WIDTH))
@@ -93,7 +94,7 @@ def write_coco(root, splits):
             anns = _image_annotations(rng, image_id, first_id=1000 * image_id)
             picture = np.full((HEIGHT, WIDTH, 3), 40, np.uint8)
             for ann, color in zip(anns, [(220, 60, 60), (60, 220, 60), (60, 60, 220), (200, 200, 40), (40, 200, 200)]):
-                picture[mask_utils.decode(COCO_RLE(ann)).astype(bool)] = color
+                picture[mask_utils.decode(_rle(ann)).astype(bool)] = color
             Image.fromarray(picture).save(os.path.join(root, folder, name), quality=95)
             images.append({"id": image_id, "file_name": name, "height": HEIGHT, "width": WIDTH})
             annotations.extend(anns)
