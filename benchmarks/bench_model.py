@@ -37,6 +37,12 @@ from mrcnn.data.generator import DataGenerator  # noqa: E402
 from mrcnn.postprocess import unmold_detections  # noqa: E402
 from mrcnn.shapes import ShapesDataset  # noqa: E402
 
+# The two detect sizes: a square COCO-sized image and a Cityscapes frame as is.
+DETECT_SIZES = [
+    ("1024x1024", (1024, 1024, 3), {"IMAGE_RESIZE_MODE": "square"}),
+    ("1024x2048", (1024, 2048, 3), {"IMAGE_RESIZE_MODE": "pad64", "IMAGE_MIN_DIM": 1024}),
+]
+
 
 class BenchConfig(Config):
     NAME = "bench"
@@ -47,10 +53,7 @@ class BenchConfig(Config):
 def bench_detect(backbone, repeats, logs):
     rng = np.random.default_rng(0)
     results = {}
-    for label, shape, overrides in [
-        ("1024x1024", (1024, 1024, 3), {"IMAGE_RESIZE_MODE": "square"}),
-        ("1024x2048", (1024, 2048, 3), {"IMAGE_RESIZE_MODE": "pad64", "IMAGE_MIN_DIM": 1024}),
-    ]:
+    for label, shape, overrides in DETECT_SIZES:
         config = BenchConfig(BACKBONE=backbone, **overrides)
         model = modellib.MaskRCNN("inference", config, logs)
         image = rng.integers(0, 255, shape, dtype=np.uint8)
@@ -116,10 +119,7 @@ def _inference_stages(model, image, repeats):
 def bench_inference_path(backbone, repeats, logs):
     rng = np.random.default_rng(0)
     report = {}
-    for label, shape, overrides in [
-        ("1024x1024", (1024, 1024, 3), {"IMAGE_RESIZE_MODE": "square"}),
-        ("1024x2048", (1024, 2048, 3), {"IMAGE_RESIZE_MODE": "pad64", "IMAGE_MIN_DIM": 1024}),
-    ]:
+    for label, shape, overrides in DETECT_SIZES:
         image = rng.integers(0, 255, shape, dtype=np.uint8)
         for confidence in (0.0, 0.7):  # every slot pasted; Matterport's default threshold
             model = modellib.MaskRCNN("inference", BenchConfig(BACKBONE=backbone, DETECTION_MIN_CONFIDENCE=confidence,
