@@ -34,6 +34,7 @@ from timing import median_seconds  # noqa: E402  (benchmarks/timing.py)
 from mrcnn import model as modellib  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.data.generator import DataGenerator  # noqa: E402
+from mrcnn.export import masks_from_pixels  # noqa: E402
 from mrcnn.postprocess import unmold_detections  # noqa: E402
 from mrcnn.shapes import ShapesDataset  # noqa: E402
 
@@ -83,6 +84,12 @@ def _numpy_path(model, image):
     return unmold_detections(outputs[0][0], outputs[3][0], image.shape, molded[0].shape, windows[0])
 
 
+def _unmold(unmold, outputs, meta, image_shape):
+    """detect()'s unmolding: the unmold model, then its mask pixels written into the masks array."""
+    boxes, _, _, pixels, _ = unmold.predict_on_batch([outputs[0], outputs[3], meta])
+    return masks_from_pixels(pixels, image_shape, boxes.shape[:2])
+
+
 def _interleaved(calls, repeats):
     """{name: median seconds} of several calls timed in turn (after one warm-up call each)."""
     for fn in calls.values():
@@ -107,7 +114,7 @@ def _inference_stages(model, image, repeats):
         "numpy_path": lambda: _numpy_path(model, image),
         "mold_in_graph": lambda: mold.predict_on_batch(image[None]),
         "mold_numpy": lambda: model.mold_inputs([image]),
-        "unmold_in_graph": lambda: unmold.predict_on_batch([outputs[0], outputs[3], meta]),
+        "unmold_in_graph": lambda: _unmold(unmold, outputs, meta, image.shape),
         "unmold_numpy": lambda: unmold_detections(outputs[0][0], outputs[3][0], image.shape, molded[0].shape,
                                                   window),
     }, repeats)

@@ -18,6 +18,7 @@ import os
 import shutil
 
 import keras
+import numpy as np
 
 from mrcnn.layers.molding import MoldImages
 from mrcnn.layers.unmolding import UnmoldDetections
@@ -41,15 +42,26 @@ def mold_model(config):
     return keras.Model(images, [molded, meta], name="mold")
 
 
-def unmold_model(config, trim=True, bool_masks=True):
+def unmold_model(config, trim=True, bool_masks=True, dense_masks=True):
     """``[detections, mrcnn_mask, image meta]`` -> ``[boxes, class_ids, scores, masks, count]`` (the images'
-    original size comes from the meta; one size per call)."""
+    original size comes from the meta; one size per call; masks as :class:`UnmoldDetections` says)."""
     detections = keras.Input(shape=(config.DETECTION_MAX_INSTANCES, 6), name="detections")
     mask_shape = tuple(config.MASK_SHAPE) + (config.NUM_CLASSES,)
     masks = keras.Input(shape=(config.DETECTION_MAX_INSTANCES,) + mask_shape, name="mrcnn_mask")
     meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="image_meta")
-    outputs = UnmoldDetections(trim=trim, bool_masks=bool_masks, name="unmold_detections")(detections, masks, meta)
+    outputs = UnmoldDetections(trim=trim, bool_masks=bool_masks, dense_masks=dense_masks,
+                               name="unmold_detections")(detections, masks, meta)
     return keras.Model([detections, masks, meta], list(outputs), name="unmold")
+
+
+def masks_from_pixels(pixels, image_shape, detections_shape):
+    """The bool masks ``[B, H, W, K]`` whose set pixels are ``pixels`` (an unmold model's ``masks`` output with
+    ``dense_masks=False``), for images of ``image_shape`` and boxes ``[B, K, 4]`` (``detections_shape`` ``(B, K)``).
+    NumPy zeroes the array lazily: only the pages the masks touch are written."""
+    batch, count = detections_shape
+    masks = np.zeros((batch, image_shape[0], image_shape[1], count), bool)
+    masks.reshape(-1)[np.asarray(pixels)] = True
+    return masks
 
 
 def serving_model(network, config):

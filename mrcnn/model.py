@@ -410,7 +410,8 @@ class MaskRCNN:
 
         The path is the exported one (mrcnn.export): each image molded by the mold model, the network on up to
         BATCH_SIZE images of one molded size at a time, then the unmold model (boxes to image pixels, masks
-        pasted at the image size) on the images of one size together.
+        pasted at the image size) on the images of one size together; its masks come as the indices of their
+        set pixels, written here into a NumPy array.
         """
         if self.mode != "inference":
             raise ValueError("Create model in inference mode.")
@@ -437,9 +438,9 @@ class MaskRCNN:
                     same_size.setdefault(images[i].shape, []).append(j)
                 for rows in same_size.values():
                     picked = [chunk[j] for j in rows]
-                    boxes, class_ids, scores, masks, count = unmold.predict_on_batch(
+                    boxes, class_ids, scores, pixels, count = unmold.predict_on_batch(
                         [outputs[0][rows], outputs[3][rows], np.concatenate([molded[i][1] for i in picked])])
-                    masks = np.asarray(masks).view(bool)  # uint8 0/1, no copy
+                    masks = export.masks_from_pixels(pixels, images[picked[0]].shape, boxes.shape[:2])
                     for b, i in enumerate(picked):
                         n = int(count[b])
                         results[i] = {"rois": np.asarray(boxes[b, :n]), "class_ids": np.asarray(class_ids[b, :n]),
@@ -449,7 +450,7 @@ class MaskRCNN:
     def _inference_stages(self):
         """The mold and unmold models around keras_model (mrcnn.export), built once."""
         if self._stages is None:
-            self._stages = (export.mold_model(self.config), export.unmold_model(self.config, bool_masks=False))
+            self._stages = (export.mold_model(self.config), export.unmold_model(self.config, dense_masks=False))
         return self._stages
 
     def export(self, path, format="saved_model"):  # noqa: A002

@@ -116,13 +116,31 @@ class MoldImages(layers.Layer):
         else:
             top = left = ops.zeros((), "float64")
             out_h, out_w = shape[1], shape[2]
-        resized = resize_and_pad(images, (new_h, new_w), (top, left), (out_h, out_w))
-        # scikit-image's clip=True (into the input's range) and Matterport's astype(uint8) (truncation)
-        low = ops.cast(ops.min(images, axis=(1, 2, 3), keepdims=True), "float64")
-        high = ops.cast(ops.max(images, axis=(1, 2, 3), keepdims=True), "float64")
-        inside = self._inside(top, left, new_h, new_w, out_h, out_w)
-        resized = ops.where(inside, ops.clip(resized, low, high), 0.0)
-        molded = ops.cast(ops.floor(resized), "float32") - ops.convert_to_tensor(self.mean_pixel, "float32")
+        mean = ops.convert_to_tensor(self.mean_pixel, "float32")
+
+        def resized():
+            image = resize_and_pad(images, (new_h, new_w), (top, left), (out_h, out_w))
+            # scikit-image's clip=True (into the input's range) and Matterport's astype(uint8) (truncation)
+            low = ops.cast(ops.min(images, axis=(1, 2, 3), keepdims=True), "float64")
+            high = ops.cast(ops.max(images, axis=(1, 2, 3), keepdims=True), "float64")
+            inside = self._inside(top, left, new_h, new_w, out_h, out_w)
+            image = ops.where(inside, ops.clip(image, low, high), 0.0)
+            return ops.cast(ops.floor(image), "float32") - mean
+
+        def padded():
+            # scale 1 (the image already has its molded size, or only needs padding): the resize is the
+            # identity (every sample lands on a pixel centre), so the image is only padded
+            # (zero blocks concatenated around the image: dynamic sizes every converter can express)
+            top_i, left_i = ops.cast(top, "int32"), ops.cast(left, "int32")
+            image = ops.concatenate([ops.zeros((batch, top_i, shape[2], 3), images.dtype), images,
+                                     ops.zeros((batch, out_h - shape[1] - top_i, shape[2], 3), images.dtype)], axis=1)
+            image = ops.concatenate([ops.zeros((batch, out_h, left_i, 3), images.dtype), image,
+                                     ops.zeros((batch, out_h, out_w - shape[2] - left_i, 3), images.dtype)], axis=2)
+            return ops.cast(image, "float32") - mean
+
+        molded = padded() if self.mode == "none" else ops.cond(ops.equal(scale, 1.0), padded, resized)
+        if self.mode == "square":
+            molded = ops.reshape(molded, (-1, self.max_dim, self.max_dim, 3))  # static, as compute_output_spec
 
         molded_h, molded_w = ops.cast(out_h, "float64"), ops.cast(out_w, "float64")
         meta = ops.stack([

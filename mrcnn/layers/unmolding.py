@@ -16,52 +16,88 @@ from keras import layers, ops
 from mrcnn import ops as mops
 
 
+def _enumerate(lengths):
+    """For segments of ``lengths`` (int32 ``[S]``): each element's segment and its position in it."""
+    segment = ops.repeat(ops.arange(ops.shape(lengths)[0], dtype="int32"), lengths, axis=0)
+    position = ops.arange(ops.shape(segment)[0], dtype="int32") - ops.take(ops.cumsum(lengths) - lengths, segment)
+    return segment, position
+
+
+def _sample_positions(pixel, box_start, box_size, mask_size):
+    """Pixel index -> the two indices into the zero-bordered mask axis and the weight of the second, with the
+    NumPy version's float64 formula (pixel centre at ``(i + 0.5) * mask_size / box_size - 0.5``)."""
+    position = (ops.cast(pixel - box_start, "float64") + 0.5) * (mask_size / box_size) - 0.5
+    floor = ops.floor(position)
+    first = ops.clip(ops.cast(floor, "int32") + 1, 0, mask_size + 1)
+    return first, ops.minimum(first + 1, mask_size + 1), position - floor
+
+
 def paste_masks(masks, boxes, height, width, groups=1, threshold=0.5):
     """``mrcnn.postprocess.paste_masks`` in ``keras.ops``: ``[N, mh, mw]`` mask probabilities and int pixel
     ``boxes`` ``[N, 4]`` -> uint8 0/1 ``[groups, height, width, N / groups]`` (mask ``g * (N / groups) + j`` at
-    ``[g, :, :, j]``: the batch of images and their detections).
+    ``[g, :, :, j]``: the batch of images and their detections). See :func:`pasted_pixels`."""
+    count = ops.shape(boxes)[0]
+    index = pasted_pixels(masks, boxes, height, width, groups, threshold)
+    size = groups * height * width * (count // groups)
+    flat = ops.scatter(index[:, None], ops.ones_like(index, dtype="uint8"), (size,))
+    return ops.reshape(flat, (groups, height, width, count // groups))
 
-    As the NumPy version: every pixel of every box's visible part is enumerated at once (the work follows the
-    boxes' areas, not the image size), sampled from its mask with the same float64 formula (so the same
-    pixels come out), and the ones at or above ``threshold`` are scattered into the output.
+
+def pasted_pixels(masks, boxes, height, width, groups=1, threshold=0.5):
+    """The pasted masks of :func:`paste_masks` as int64 flat indices of their set pixels into
+    ``[groups, height, width, N / groups]`` (row-major, no duplicates): scattering ones there gives the masks.
+
+    The same pixels as the NumPy version, the same float64 formula in the same order
+    (``(1 - wy) * ((1 - wx) * a + wx * b) + wy * ((1 - wx) * c + wx * d)``), computed in three steps whose work
+    follows the boxes' visible areas, not the image size: each box column's horizontal blend of every mask row;
+    each box row's two mask rows and weight; then every visible box pixel, enumerated image row by image row
+    (the boxes crossing one row together) so that writing the ``[H, W, N]`` output stays within one output row
+    at a time, and only the pixels at or above ``threshold`` are written.
     """
     count = ops.shape(boxes)[0]
-    per_group = count // groups
+    per_group = ops.maximum(count // groups, 1)  # a divisor: with no boxes nothing is enumerated
     mh, mw = masks.shape[1], masks.shape[2]
     by1, bx1, by2, bx2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     cy1, cx1 = ops.clip(by1, 0, height), ops.clip(bx1, 0, width)
     rows = ops.maximum(ops.clip(by2, 0, height) - cy1, 0)
     cols = ops.maximum(ops.clip(bx2, 0, width) - cx1, 0)
-    areas = rows * cols
-    total = ops.sum(areas)
-    n = ops.repeat(ops.arange(count, dtype="int32"), areas, axis=0)  # [total]: the box of each pixel
-    k = ops.arange(total, dtype="int32") - ops.take(ops.cumsum(areas) - areas, n)
-    cols_n = ops.maximum(ops.take(cols, n), 1)
-    y = ops.take(cy1, n) + k // cols_n
-    x = ops.take(cx1, n) + k % cols_n
-    box_h = ops.cast(ops.maximum(ops.take(by2 - by1, n), 1), "float64")
-    box_w = ops.cast(ops.maximum(ops.take(bx2 - bx1, n), 1), "float64")
-    my = (ops.cast(y - ops.take(by1, n), "float64") + 0.5) * (mh / box_h) - 0.5
-    mx = (ops.cast(x - ops.take(bx1, n), "float64") + 0.5) * (mw / box_w) - 0.5
-    y0, x0 = ops.floor(my), ops.floor(mx)
-    wy, wx = my - y0, mx - x0
-    # indices into the masks padded with one zero on each side (beyond the mask it reads 0)
-    y0 = ops.clip(ops.cast(y0, "int32") + 1, 0, mh + 1)
-    x0 = ops.clip(ops.cast(x0, "int32") + 1, 0, mw + 1)
-    y1, x1 = ops.minimum(y0 + 1, mh + 1), ops.minimum(x0 + 1, mw + 1)
+    box_h = ops.cast(ops.maximum(by2 - by1, 1), "float64")
+    box_w = ops.cast(ops.maximum(bx2 - bx1, 1), "float64")
+    # the masks with a zero border (beyond the mask it reads 0, as scikit-image's mode="constant")
     padded = ops.reshape(ops.pad(ops.cast(masks, "float64"), [[0, 0], [1, 1], [1, 1]]), (-1,))
-    base = n * ((mh + 2) * (mw + 2))
+    depth = mh + 2
 
-    def at(yy, xx):
-        return ops.take(padded, base + yy * (mw + 2) + xx)
+    # 1. Box columns: (1 - wx) * mask[:, x0] + wx * mask[:, x1] for every row of the bordered mask
+    column_box, k = _enumerate(cols)
+    x0, x1, wx = _sample_positions(ops.take(cx1, column_box) + k, ops.take(bx1, column_box),
+                                   ops.take(box_w, column_box), mw)
+    column_base = (column_box * depth)[:, None] * (mw + 2) + ops.arange(depth, dtype="int32")[None, :] * (mw + 2)
+    blended = ((1 - wx)[:, None] * ops.take(padded, column_base + x0[:, None])
+               + wx[:, None] * ops.take(padded, column_base + x1[:, None]))
+    blended = ops.reshape(blended, (-1,))  # [columns * depth]: column c's blended mask rows at c * depth
+    first_column = ops.cumsum(cols) - cols
 
-    value = ((1 - wy) * ((1 - wx) * at(y0, x0) + wx * at(y0, x1))
-             + wy * ((1 - wx) * at(y1, x0) + wx * at(y1, x1)))
-    group, j = n // ops.maximum(per_group, 1), n % ops.maximum(per_group, 1)
-    index = ((group * height + y) * width + x) * per_group + j
-    # uint8 0/1 (a scatter has no bool form): detect() views it as bool without a copy
-    flat = ops.scatter(index[:, None], ops.cast(value >= threshold, "uint8"), (groups * height * width * per_group,))
-    return ops.reshape(flat, (groups, height, width, per_group))
+    # 2. Box rows, ordered by image (group) and row, then detection
+    row_box, k = _enumerate(rows)
+    y = ops.take(cy1, row_box) + k
+    y0, y1, wy = _sample_positions(y, ops.take(by1, row_box), ops.take(box_h, row_box), mh)
+    group, j = row_box // per_group, row_box % per_group
+    order = ops.argsort((group * height + y) * count + row_box)
+    row_box, y, y0, y1, wy, group, j = (ops.take(v, order) for v in (row_box, y, y0, y1, wy, group, j))
+    column_start = ops.take(first_column, row_box) * depth
+    output_start = ((ops.cast(group * height + y, "int64") * ops.cast(width, "int64")
+                     + ops.cast(ops.take(cx1, row_box), "int64"))
+                    * ops.cast(per_group, "int64") + ops.cast(j, "int64"))
+
+    # 3. Box pixels: the vertical blend of the row's two blended mask rows in the pixel's column
+    row, k = _enumerate(ops.take(cols, row_box))
+    at_column = ops.take(column_start, row) + k * depth
+    w = ops.take(wy, row)
+    value = (1 - w) * ops.take(blended, at_column + ops.take(y0, row)) + w * ops.take(blended,
+                                                                                       at_column + ops.take(y1, row))
+    on = ops.nonzero(value >= threshold)[0]
+    return (ops.take(ops.take(output_start, row), on)
+            + ops.cast(ops.take(k, on), "int64") * ops.cast(per_group, "int64"))
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -77,14 +113,19 @@ class UnmoldDetections(layers.Layer):
     a copy) and ``count`` int32 ``[B]``: the first ``count[b]`` rows of image b are its detections, the rest
     zeros. ``K`` is the largest count in the batch (``trim=True``, a size known only when the graph runs) or
     ``D`` (``trim=False``).
+
+    With ``dense_masks=False`` the ``masks`` output is instead the int64 flat indices of the set pixels of that
+    ``[B, H, W, K]`` array (:func:`pasted_pixels`): the same masks for a caller that builds the array itself
+    (``detect()`` writes them into a lazily zeroed NumPy array, where TensorFlow would first zero every byte).
     """
 
-    def __init__(self, trim=True, bool_masks=True, **kwargs):
+    def __init__(self, trim=True, bool_masks=True, dense_masks=True, **kwargs):
         kwargs.setdefault("dtype", "float32")
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.trim = bool(trim)
         self.bool_masks = bool(bool_masks)
+        self.dense_masks = bool(dense_masks)
 
     def call(self, detections, mrcnn_mask, image_meta):
         detections = ops.cast(detections, "float32")
@@ -126,13 +167,17 @@ class UnmoldDetections(layers.Layer):
         scores = ops.where(valid, mops.gather_rows(scores, order), 0.0)
         # each detection's mask of its own class: rows gathered from the flat batch, the class by a one-hot sum
         # (exact: the other classes add zeros); cheaper than take_along_axis over [B, D, mh, mw, C]
+        # each detection's mask of its own class, gathered from the flat [B * D * mh * mw * C] masks
         mh, mw, classes = mrcnn_mask.shape[2], mrcnn_mask.shape[3], mrcnn_mask.shape[4]
-        rows = ops.reshape(order + ops.arange(batch, dtype="int32")[:, None] * num, (-1,))
-        picked = ops.take(ops.reshape(mrcnn_mask, (-1, mh, mw, classes)), rows, axis=0)  # [B*K, mh, mw, C]
-        one_hot = ops.one_hot(ops.reshape(class_ids, (-1,)), classes, dtype=picked.dtype)
-        masks = ops.sum(picked * one_hot[:, None, None, :], axis=-1)  # [B*K, mh, mw]
+        rows = ops.reshape(order + ops.arange(batch, dtype="int32")[:, None] * num, (-1,))  # [B*K]
+        pixels = ops.arange(mh * mw, dtype="int32")[None, :]
+        index = (rows[:, None] * (mh * mw) + pixels) * classes + ops.reshape(class_ids, (-1, 1))
+        masks = ops.reshape(ops.take(ops.reshape(mrcnn_mask, (-1,)), index), (-1, mh, mw))  # [B*K, mh, mw]
         # padding slots have zero boxes: no area, nothing pasted
-        pasted = paste_masks(masks, ops.reshape(boxes, (-1, 4)), height, width, groups=batch)
+        boxes_flat = ops.reshape(boxes, (-1, 4))
+        if not self.dense_masks:
+            return boxes, class_ids, scores, pasted_pixels(masks, boxes_flat, height, width, groups=batch), count
+        pasted = paste_masks(masks, boxes_flat, height, width, groups=batch)
         if self.bool_masks:
             pasted = ops.cast(pasted, "bool")
         return boxes, class_ids, scores, pasted, count
@@ -140,10 +185,13 @@ class UnmoldDetections(layers.Layer):
     def compute_output_spec(self, detections, mrcnn_mask, image_meta):
         batch = detections.shape[0]
         k = None if self.trim else detections.shape[1]
+        if self.dense_masks:
+            masks = keras.KerasTensor((batch, None, None, k), dtype="bool" if self.bool_masks else "uint8")
+        else:
+            masks = keras.KerasTensor((None,), dtype="int64")
         return (keras.KerasTensor((batch, k, 4), dtype="int32"), keras.KerasTensor((batch, k), dtype="int32"),
-                keras.KerasTensor((batch, k), dtype="float32"),
-                keras.KerasTensor((batch, None, None, k), dtype="bool" if self.bool_masks else "uint8"),
-                keras.KerasTensor((batch,), dtype="int32"))
+                keras.KerasTensor((batch, k), dtype="float32"), masks, keras.KerasTensor((batch,), dtype="int32"))
 
     def get_config(self):
-        return {**super().get_config(), "trim": self.trim, "bool_masks": self.bool_masks}
+        return {**super().get_config(), "trim": self.trim, "bool_masks": self.bool_masks,
+                "dense_masks": self.dense_masks}
