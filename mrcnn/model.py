@@ -430,16 +430,18 @@ class MaskRCNN:
         for indices in groups.values():
             for start in range(0, len(indices), self.config.BATCH_SIZE):
                 chunk = indices[start:start + self.config.BATCH_SIZE]
-                outputs = self._predict(np.concatenate([molded[i][0] for i in chunk]),
-                                        np.concatenate([molded[i][1] for i in chunk]))
+                outputs = self._predict(_stacked([molded[i][0] for i in chunk]),
+                                        _stacked([molded[i][1] for i in chunk]))
                 # unmolded together where the original images have one size
                 same_size = {}
                 for j, i in enumerate(chunk):
                     same_size.setdefault(images[i].shape, []).append(j)
                 for rows in same_size.values():
                     picked = [chunk[j] for j in rows]
+                    whole = len(rows) == len(chunk)  # (no copy of the network's 28x28xC masks then)
                     boxes, class_ids, scores, pixels, count = unmold.predict_on_batch(
-                        [outputs[0][rows], outputs[3][rows], np.concatenate([molded[i][1] for i in picked])])
+                        [outputs[0] if whole else outputs[0][rows], outputs[3] if whole else outputs[3][rows],
+                         _stacked([molded[i][1] for i in picked])])
                     masks = export.masks_from_pixels(pixels, images[picked[0]].shape, boxes.shape[:2])
                     for b, i in enumerate(picked):
                         n = int(count[b])
@@ -516,6 +518,11 @@ class MaskRCNN:
             else:
                 result[name], values = _with_batch_axis(values[0], target, batch), values[1:]
         return result
+
+
+def _stacked(arrays):
+    """Arrays with a leading batch axis, concatenated along it (the array itself when there is one)."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def _with_batch_axis(value, layer_name, batch):
