@@ -2,7 +2,8 @@
 
 Per-ROI layers run on ``[batch * num_rois, ...]`` tensors (``MergeRoiAxis`` / ``SplitRoiAxis``) instead
 of Keras ``TimeDistributed`` wrappers; the weights and their names are the same as Matterport's
-(``mrcnn_class_conv1``, ``mrcnn_class_bn1``, ``mrcnn_mask_deconv``...), so its weight files load.
+(``mrcnn_class_conv1``, ``mrcnn_class_bn1``, ``mrcnn_mask_deconv``...), so its weight files load. The
+classifier's two convolutions over a whole ROI are computed as matrix products (mrcnn.layers.pooled_conv).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from keras import layers
 
 from mrcnn.backbone import BatchNorm
 from mrcnn.layers import MergeRoiAxis, PyramidROIAlign, SplitRoiAxis
+from mrcnn.layers.pooled_conv import PooledConv2D
 
 
 def build_rpn_model(anchor_stride, anchors_per_location, depth):
@@ -45,10 +47,10 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     x = PyramidROIAlign((pool_size, pool_size), xla_crops=xla_crops, name="roi_align_classifier")(
         rois, image_meta, feature_maps)
     x = MergeRoiAxis(name="roi_align_classifier_flat")(x)
-    x = layers.Conv2D(fc_layers_size, pool_size, padding="valid", name="mrcnn_class_conv1")(x)
+    x = PooledConv2D(fc_layers_size, pool_size, padding="valid", name="mrcnn_class_conv1")(x)
     x = BatchNorm(train_bn, name="mrcnn_class_bn1")(x)
     x = layers.Activation("relu")(x)
-    x = layers.Conv2D(fc_layers_size, 1, name="mrcnn_class_conv2")(x)
+    x = PooledConv2D(fc_layers_size, 1, name="mrcnn_class_conv2")(x)
     x = BatchNorm(train_bn, name="mrcnn_class_bn2")(x)
     x = layers.Activation("relu")(x)
     shared = layers.Reshape((fc_layers_size,), name="pool_squeeze")(x)
