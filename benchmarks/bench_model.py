@@ -5,13 +5,18 @@
   (81 classes), random weights, Matterport's default inference settings;
 * one training step's seconds at 512x512 (batch 1, all layers trainable) for both backbones.
 
+``--profile`` instead splits a training step at 512x512 and ``detect`` at 1024x1024 by stage of the graph
+(backbone+FPN, RPN, proposals, detection targets, ROIAlign, heads, detections, losses, backward, optimizer),
+with the data pipeline's time per batch and detect's molding and unmolding beside (benchmarks/stage_profile.py).
+
 ``--inference-path`` instead compares, in one run with interleaved repeats, ``detect()`` (molding and
 unmolding inside Keras models, mrcnn.export) with the NumPy path it replaced (``mold_inputs``, the network,
 ``postprocess.unmold_detections``) at 1024x1024 and 1024x2048, with DETECTION_MIN_CONFIDENCE=0 (all 100
 detection slots unmolded and pasted: the most post-processing there can be) and 0.7 (Matterport's default), and
 batched detect of 4 same-size images (IMAGES_PER_GPU=4) against 4 single calls, with the network alone beside.
 
-Usage: ``python benchmarks/bench_model.py [--repeats 3] [--backbones resnet50 resnet101] [--inference-path]``
+Usage: ``python benchmarks/bench_model.py [--repeats 3] [--backbones resnet50 resnet101] [--inference-path]
+[--profile]``
 """
 
 from __future__ import annotations
@@ -146,18 +151,74 @@ def bench_inference_path(backbone, repeats, logs):
     return report
 
 
+def profile_train_step(backbone, repeats, logs, size=512):
+    """A training step (batch 1, all layers) split by stage, and the data pipeline's time per batch."""
+    from stage_profile import stage_profile
+
+    config = BenchConfig(BACKBONE=backbone, IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size, NUM_CLASSES=4)
+    dataset = ShapesDataset()
+    dataset.load_shapes(4, size, size, seed=0)
+    dataset.prepare()
+    model = modellib.MaskRCNN("training", config, logs, seed=0)
+    model.set_trainable("all", verbose=0)
+    model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
+    generator = DataGenerator(dataset, config, seed=0)
+    inputs, _ = generator[0]
+    step = lambda: model.keras_model.train_on_batch(tuple(inputs))  # noqa: E731
+    wall = median_seconds(step, repeats)
+    report = stage_profile(model.keras_model, step, wall)
+    report["data_pipeline_s_per_batch"] = median_seconds(lambda: generator[1], repeats)
+    keras.backend.clear_session()
+    return report
+
+
+def profile_detect(backbone, repeats, logs):
+    """detect() at 1024x1024 split into molding, the network's stages and unmolding."""
+    from stage_profile import stage_profile
+
+    config = BenchConfig(BACKBONE=backbone, IMAGE_RESIZE_MODE="square")
+    model = modellib.MaskRCNN("inference", config, logs)
+    image = np.random.default_rng(0).integers(0, 255, (1024, 1024, 3), dtype=np.uint8)
+    mold, unmold = model._inference_stages()
+    molded, meta = mold.predict_on_batch(image[None])
+    outputs = model._predict(molded, meta)
+    times = _interleaved({
+        "detect": lambda: model.detect([image]),
+        "molding": lambda: mold.predict_on_batch(image[None]),
+        "network": lambda: model._predict(molded, meta),
+        "unmolding": lambda: _unmold(unmold, outputs, meta, image.shape),
+    }, repeats)
+    report = stage_profile(model.keras_model, lambda: model._predict(molded, meta), times["network"])
+    report["detect_s"] = times["detect"]
+    report["molding_s"], report["unmolding_s"] = times["molding"], times["unmolding"]
+    report["post_processing_percent_of_detect"] = round(100 * times["unmolding"] / times["detect"], 1)
+    keras.backend.clear_session()
+    return report
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backbones", nargs="+", default=["resnet50", "resnet101"])
     parser.add_argument("--inference-path", action="store_true",
                         help="compare detect() with the NumPy path it replaced, and batched with single calls")
+    parser.add_argument("--profile", action="store_true",
+                        help="split a 512x512 training step and a 1024x1024 detect() by stage of the graph "
+                             "(benchmarks/stage_profile.py); prints Markdown tables to stderr")
     args = parser.parse_args(argv)
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "keras": keras.__version__, "backend": keras.backend.backend()},
               "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as logs:
         for backbone in args.backbones:
+            if args.profile:
+                from stage_profile import markdown
+
+                report[backbone] = {"train_step_512x512": profile_train_step(backbone, args.repeats, logs),
+                                    "detect_1024x1024": profile_detect(backbone, args.repeats, logs)}
+                for name, profile in report[backbone].items():
+                    print(markdown(profile, f"{backbone} {name}"), file=sys.stderr)
+                continue
             if args.inference_path:
                 report[backbone] = {"inference_path": bench_inference_path(backbone, args.repeats, logs)}
                 print(json.dumps({backbone: report[backbone]}), file=sys.stderr)

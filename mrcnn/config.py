@@ -147,6 +147,14 @@ class Config:
     # Percent of positive ROIs used to train classifier/mask heads.
     ROI_POSITIVE_RATIO = 0.33
 
+    # In training, run the mask head only on the ROI slots that can hold positives (the first
+    # int(TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO); the sampled positives come first), as torchvision and
+    # Detectron2 do. The mask loss reads positives only, so the loss and its gradients are Matterport's, who
+    # ran the head on every sampled ROI, for a third of the work (the mask head was most of a training step:
+    # benchmarks/bench_model.py --profile). The training model's mrcnn_mask output keeps its shape, zeros after
+    # those slots. False: Matterport's graph (with TRAIN_BN, batch statistics then include the negatives).
+    MASK_HEAD_POSITIVES_ONLY = True
+
     # Pooled ROIs.
     POOL_SIZE = 7
     MASK_POOL_SIZE = 14

@@ -32,6 +32,7 @@ from mrcnn.layers import (
     DetectionBoxes,
     DetectionLayer,
     DetectionTargetLayer,
+    FirstRois,
     MetaField,
     NormBoxes,
     ProposalLayer,
@@ -163,9 +164,19 @@ def _build_training_model(config, model_class, seed):
     mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
         rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
         train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE, xla_crops=xla_crops(config))
-    mrcnn_mask = build_fpn_mask_graph(rois, mrcnn_feature_maps, input_image_meta, config.MASK_POOL_SIZE,
-                                      config.NUM_CLASSES, train_bn=config.TRAIN_BN,
-                                      head_size=config.MASK_HEAD_SIZE, xla_crops=xla_crops(config))
+    mask_rois, mask_class_ids, mask_targets = rois, target_class_ids, target_mask
+    if config.MASK_HEAD_POSITIVES_ONLY:  # the slots positives can fill (they come first)
+        slots = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
+        mask_rois, mask_class_ids, mask_targets = (
+            FirstRois(slots, name=f"positive_slots_{name}")(tensor)
+            for name, tensor in (("rois", rois), ("class_ids", target_class_ids), ("masks", target_mask)))
+    positive_masks = build_fpn_mask_graph(mask_rois, mrcnn_feature_maps, input_image_meta, config.MASK_POOL_SIZE,
+                                          config.NUM_CLASSES, train_bn=config.TRAIN_BN,
+                                          head_size=config.MASK_HEAD_SIZE, xla_crops=xla_crops(config))
+    mrcnn_mask = positive_masks
+    if config.MASK_HEAD_POSITIVES_ONLY:  # Matterport's output shape: zeros after those slots
+        mrcnn_mask = FirstRois(slots, pad_to=config.TRAIN_ROIS_PER_IMAGE, name="mrcnn_mask_all_slots")(
+            positive_masks)
     output_rois = layers.Identity(name="output_rois", dtype="float32")(rois)
     active_class_ids = MetaField("active_class_ids", name="active_class_ids")(input_image_meta)
 
@@ -174,7 +185,7 @@ def _build_training_model(config, model_class, seed):
         LossLayer("rpn_bbox_loss")(input_rpn_bbox, input_rpn_match, rpn_bbox),
         LossLayer("mrcnn_class_loss")(target_class_ids, mrcnn_class_logits, active_class_ids, rois),
         LossLayer("mrcnn_bbox_loss")(target_bbox, target_class_ids, mrcnn_bbox),
-        LossLayer("mrcnn_mask_loss")(target_mask, target_class_ids, mrcnn_mask),
+        LossLayer("mrcnn_mask_loss")(mask_targets, mask_class_ids, positive_masks),
     ]
     inputs = [input_image, input_image_meta, input_rpn_match, input_rpn_bbox, input_gt_class_ids,
               input_gt_boxes, input_gt_masks]

@@ -191,3 +191,41 @@ def test_gradients_are_clipped_by_their_global_norm_as_in_matterport(tmp_path):
         variable.assign(np.zeros(2, np.float32))
     optimizer.apply_gradients(zip([np.array([0.3, 0.4], np.float32), np.zeros(2, np.float32)], variables))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(variables[0]), [-0.3, -0.4], rtol=1e-5)
+
+
+def test_mask_head_on_positive_slots_gives_matterports_losses_and_masks(tmp_path, shapes):
+    """The training graph with the mask head on the positive slots only (the default) against Matterport's,
+    which ran it on every sampled ROI: same weights, same batch, the same sample (same seed), the same five
+    losses and mask-loss gradients, and the same mrcnn_mask on the positive slots (zeros after them)."""
+    import tensorflow as tf
+
+    settings = {"TRAIN_ADD_GT_PROPOSALS": True, "IMAGES_PER_GPU": 2, "TRAIN_ROIS_PER_IMAGE": 24}
+    config = TinyModelConfig(**settings)
+    slots = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
+    inputs = [tf.constant(x) for x in DataGenerator(shapes, config, seed=0)[0][0]]
+    results, reference = [], None
+    for positives_only in (False, True):
+        model = modellib.MaskRCNN("training", TinyModelConfig(MASK_HEAD_POSITIVES_ONLY=positives_only, **settings),
+                                  tmp_path, seed=0)
+        if reference is None:
+            reference = model.keras_model
+        else:  # the first model's weights, layer by layer
+            for layer in model.keras_model.layers:
+                if layer.weights:
+                    layer.set_weights(reference.get_layer(layer.name).get_weights())
+        mask_weights = model.keras_model.get_layer("mrcnn_mask_conv1").trainable_weights
+        with tf.GradientTape() as tape:
+            outputs = model.keras_model(inputs, training=True)
+        gradient = tape.gradient(outputs[-1], mask_weights)[0].numpy()  # of the mask loss
+        results.append(([o.numpy() for o in outputs], gradient))
+    (full, full_gradient), (positive, positive_gradient) = results
+    assert "positive_slots_rois" in [layer.name for layer in model.keras_model.layers]
+    np.testing.assert_array_equal(positive[8], full[8])  # output_rois: the same sample
+    for got, expected in zip(positive[-5:], full[-5:]):  # the five losses
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert float(full[-1]) > 0  # positives were sampled: the mask loss is real
+    assert np.abs(full_gradient).max() > 0
+    np.testing.assert_allclose(positive_gradient, full_gradient, rtol=1e-4, atol=1e-6)
+    assert positive[6].shape == full[6].shape == (2, config.TRAIN_ROIS_PER_IMAGE, 28, 28, config.NUM_CLASSES)
+    np.testing.assert_allclose(positive[6][:, :slots], full[6][:, :slots], rtol=1e-5, atol=1e-6)
+    assert not positive[6][:, slots:].any()

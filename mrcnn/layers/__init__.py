@@ -12,6 +12,7 @@ from mrcnn.layers.roi_align import PyramidROIAlign
 from mrcnn.layers.wiring import (
     AnchorsLayer,
     DetectionBoxes,
+    FirstRois,
     MergeRoiAxis,
     MetaField,
     NormBoxes,
@@ -19,7 +20,8 @@ from mrcnn.layers.wiring import (
 )
 
 __all__ = [
-    "AnchorsLayer", "DetectionBoxes", "DetectionLayer", "DetectionTargetLayer", "MergeRoiAxis",
+    "AnchorsLayer", "DetectionBoxes", "DetectionLayer", "DetectionTargetLayer", "FirstRois",
+    "MergeRoiAxis",
     "MetaField", "NormBoxes",
     "ProposalLayer", "PyramidROIAlign", "SplitRoiAxis",
 ]

@@ -113,6 +113,29 @@ class SplitRoiAxis(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
+class FirstRois(layers.Layer):
+    """``[batch, num_rois, ...]`` -> ``[batch, count, ...]``, the first ``count`` ROI slots; with ``pad_to``,
+    zeros appended back to ``pad_to`` slots instead. Keeps its input's dtype."""
+
+    def __init__(self, count, pad_to=None, **kwargs):
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        self.count = int(count)
+        self.pad_to = None if pad_to is None else int(pad_to)
+
+    def call(self, x):
+        if self.pad_to is not None:
+            return ops.pad(x, [[0, 0], [0, self.pad_to - x.shape[1]]] + [[0, 0]] * (len(x.shape) - 2))
+        return x[:, :self.count]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.pad_to or self.count) + tuple(input_shape[2:])
+
+    def get_config(self):
+        return {**super().get_config(), "count": self.count, "pad_to": self.pad_to}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
 class MetaField(Float32Layer):
     """One named field of ``[batch, IMAGE_META_SIZE]`` image meta (layout in mrcnn.data.image_meta)."""
 
