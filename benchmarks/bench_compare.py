@@ -44,6 +44,17 @@ def _threads(argv):
 
 THREADS = _threads(sys.argv[1:])
 
+# torchvision before TensorFlow: imported after it, torchvision 0.29 crashes the process (segfault)
+try:
+    import torch  # noqa: E402
+    import torchvision  # noqa: E402
+    from torchvision.models.detection import MaskRCNN  # noqa: E402
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor  # noqa: E402
+    from torchvision.ops.misc import FrozenBatchNorm2d  # noqa: E402
+except ImportError as error:  # a message, not a code path
+    sys.exit(f"bench_compare needs torchvision ({error}); install it beside mrcnn with "
+             f"`pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu`")
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -51,15 +62,6 @@ import tensorflow as tf  # noqa: E402
 tf.config.threading.set_intra_op_parallelism_threads(THREADS)
 tf.config.threading.set_inter_op_parallelism_threads(THREADS)
 
-try:
-    import torch  # noqa: E402
-    import torchvision  # noqa: E402
-    from torchvision.models.detection import MaskRCNN  # noqa: E402
-    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor  # noqa: E402
-    from torchvision.ops.misc import FrozenBatchNorm2d  # noqa: E402
-except ImportError as error:  # pragma: no cover - a message, not a code path
-    sys.exit(f"bench_compare needs torchvision ({error}); install it beside mrcnn with "
-             f"`pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu`")
 
 from mrcnn import model as modellib  # noqa: E402
 from mrcnn.config import Config  # noqa: E402

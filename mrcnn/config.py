@@ -151,8 +151,10 @@ class Config:
     # int(TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO); the sampled positives come first), as torchvision and
     # Detectron2 do. The mask loss reads positives only, so the loss and its gradients are Matterport's, who
     # ran the head on every sampled ROI, for a third of the work (the mask head was most of a training step:
-    # benchmarks/bench_model.py --profile). The training model's mrcnn_mask output keeps its shape, zeros after
-    # those slots. False: Matterport's graph (with TRAIN_BN, batch statistics then include the negatives).
+    # benchmarks/bench_model.py --profile). Without XLA only as many slots as the batch's largest number of
+    # sampled positives (a size known when the step runs); with XLA, whose shapes are fixed, all of those
+    # slots. The training model's mrcnn_mask output keeps its shape, zeros after the slots computed.
+    # False: Matterport's graph (with TRAIN_BN, batch statistics then include the negatives).
     MASK_HEAD_POSITIVES_ONLY = True
 
     # Pooled ROIs.

@@ -167,8 +167,10 @@ def _build_training_model(config, model_class, seed):
     mask_rois, mask_class_ids, mask_targets = rois, target_class_ids, target_mask
     if config.MASK_HEAD_POSITIVES_ONLY:  # the slots positives can fill (they come first)
         slots = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
+        # without XLA, only as many as were sampled (a size known when the step runs)
+        dynamic = not xla_crops(config)
         mask_rois, mask_class_ids, mask_targets = (
-            FirstRois(slots, name=f"positive_slots_{name}")(tensor)
+            FirstRois(slots, dynamic=dynamic, name=f"positive_slots_{name}")(tensor, target_class_ids)
             for name, tensor in (("rois", rois), ("class_ids", target_class_ids), ("masks", target_mask)))
     positive_masks = build_fpn_mask_graph(mask_rois, mrcnn_feature_maps, input_image_meta, config.MASK_POOL_SIZE,
                                           config.NUM_CLASSES, train_bn=config.TRAIN_BN,

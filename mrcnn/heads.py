@@ -79,4 +79,4 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         x = layers.Activation("relu")(x)
     x = layers.Conv2DTranspose(head_size, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     x = layers.Conv2D(num_classes, 1, activation="sigmoid", name="mrcnn_mask")(x)
-    return SplitRoiAxis(num_rois, name="mrcnn_mask_split")(x)
+    return SplitRoiAxis(num_rois, name="mrcnn_mask_split")(x, rois)

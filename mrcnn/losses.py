@@ -105,11 +105,11 @@ def mrcnn_mask_loss(target_masks, target_class_ids, pred_masks):
     target_class_ids = ops.cast(target_class_ids, "int32")
     positive = ops.cast(target_class_ids > 0, "float32")
     h, w = pred_masks.shape[2], pred_masks.shape[3]
-    index = ops.reshape(target_class_ids, (-1, target_class_ids.shape[1], 1, 1, 1))
+    index = ops.reshape(target_class_ids, tuple(ops.shape(target_class_ids)) + (1, 1, 1))
     index = ops.broadcast_to(index, ops.shape(pred_masks)[:-1] + (1,))
     predicted = ops.take_along_axis(pred_masks, index, axis=-1)[..., 0]
     loss = ops.binary_crossentropy(target_masks[..., None], predicted[..., None])
-    loss = ops.reshape(loss, (-1, target_class_ids.shape[1], h, w)) * positive[..., None, None]
+    loss = ops.reshape(loss, tuple(ops.shape(target_class_ids)) + (h, w)) * positive[..., None, None]
     return _safe_mean(ops.sum(loss), float(h * w) * ops.sum(positive))
 
 

@@ -44,9 +44,8 @@ class PyramidROIAlign(layers.Layer):
         boxes = ops.cast(boxes, "float32")
         image_shape = ops.cast(mops.parse_image_meta(image_meta)["image_shape"][0], "float32")
         levels = roi_levels(boxes, image_shape[0], image_shape[1])  # [B, N]
-        num_boxes = boxes.shape[1]
+        batch, num_boxes = ops.shape(boxes)[0], ops.shape(boxes)[1]  # ROI slots: static, or dynamic in training
         flat_boxes = ops.reshape(boxes, (-1, 4))
-        batch = ops.shape(boxes)[0]
         box_indices = ops.repeat(ops.arange(batch, dtype="int32"), num_boxes)
         flat_levels = ops.reshape(levels, (-1, 1, 1, 1))
         pooled = None
@@ -57,7 +56,7 @@ class PyramidROIAlign(layers.Layer):
             chosen = crops * ops.cast(ops.equal(flat_levels, float(level)), crops.dtype)
             pooled = chosen if pooled is None else pooled + chosen
         channels = feature_maps[0].shape[-1]
-        return ops.reshape(pooled, (-1, num_boxes) + self.pool_shape + (channels,))
+        return ops.reshape(pooled, (batch, num_boxes) + self.pool_shape + (channels,))
 
     def get_config(self):
         return {**super().get_config(), "pool_shape": list(self.pool_shape), "xla_crops": self.xla_crops}

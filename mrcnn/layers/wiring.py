@@ -96,17 +96,21 @@ class SplitRoiAxis(layers.Layer):
     def __init__(self, num_rois, shape=None, **kwargs):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        self.num_rois = int(num_rois)
+        self.num_rois = None if num_rois is None else int(num_rois)
         self.shape = None if shape is None else [int(v) for v in shape]
 
     def _rest(self, input_shape):
         return tuple(self.shape) if self.shape is not None else tuple(input_shape[1:])
 
-    def call(self, x):
-        return ops.reshape(x, (-1, self.num_rois) + self._rest(x.shape))
+    def call(self, x, rois=None):
+        """``rois`` ``[batch, num_rois, ...]``: where ``num_rois`` is None, the ROIs whose count to split by."""
+        if self.num_rois is not None:
+            return ops.reshape(x, (-1, self.num_rois) + self._rest(x.shape))
+        # (the batch size given, not -1: with no ROIs at all, -1 would be ambiguous)
+        return ops.reshape(x, (ops.shape(rois)[0], ops.shape(rois)[1]) + self._rest(x.shape))
 
-    def compute_output_shape(self, input_shape):
-        return (None, self.num_rois) + self._rest(input_shape)
+    def compute_output_shape(self, x_shape, rois_shape=None):
+        return (None, self.num_rois) + self._rest(x_shape)
 
     def get_config(self):
         return {**super().get_config(), "num_rois": self.num_rois, "shape": self.shape}
@@ -115,24 +119,35 @@ class SplitRoiAxis(layers.Layer):
 @keras.saving.register_keras_serializable(package="mrcnn")
 class FirstRois(layers.Layer):
     """``[batch, num_rois, ...]`` -> ``[batch, count, ...]``, the first ``count`` ROI slots; with ``pad_to``,
-    zeros appended back to ``pad_to`` slots instead. Keeps its input's dtype."""
+    zeros appended back to ``pad_to`` slots instead. Keeps its input's dtype.
 
-    def __init__(self, count, pad_to=None, **kwargs):
+    ``dynamic=True`` (graphs that XLA does not compile): also given ``class_ids`` ``[batch, num_rois]`` whose
+    positive rows come first, keep only as many slots as the batch's largest number of positives (at most
+    ``count``): a size known when the graph runs, so the work after it follows the positives sampled.
+    """
+
+    def __init__(self, count, pad_to=None, dynamic=False, **kwargs):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.count = int(count)
         self.pad_to = None if pad_to is None else int(pad_to)
+        self.dynamic = bool(dynamic)
 
-    def call(self, x):
+    def call(self, x, class_ids=None):
         if self.pad_to is not None:
-            return ops.pad(x, [[0, 0], [0, self.pad_to - x.shape[1]]] + [[0, 0]] * (len(x.shape) - 2))
+            missing = self.pad_to - ops.shape(x)[1]
+            return ops.pad(x, [[0, 0], [0, missing]] + [[0, 0]] * (len(x.shape) - 2))
+        if self.dynamic:
+            positives = ops.sum(ops.cast(ops.greater(class_ids[:, :self.count], 0), "int32"), axis=1)
+            return x[:, :ops.max(positives)]
         return x[:, :self.count]
 
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.pad_to or self.count) + tuple(input_shape[2:])
+    def compute_output_shape(self, x_shape, class_ids_shape=None):
+        slots = self.pad_to or (None if self.dynamic else self.count)
+        return (x_shape[0], slots) + tuple(x_shape[2:])
 
     def get_config(self):
-        return {**super().get_config(), "count": self.count, "pad_to": self.pad_to}
+        return {**super().get_config(), "count": self.count, "pad_to": self.pad_to, "dynamic": self.dynamic}
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
