@@ -128,6 +128,7 @@ class MaskRCNN:
             self.keras_model = self.build(mode, config)
         self._anchor_cache = {}
         self._stages = None  # the mold and unmold models detect() runs around keras_model, built when needed
+        self._compiled_trainable = None  # the trainable variables train() last compiled the model for
 
     def _scope(self):
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
@@ -258,6 +259,22 @@ class MaskRCNN:
             if self.config.MIXED_PRECISION == "mixed_float16":  # float16 gradients underflow without it
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.keras_model.compile(optimizer=optimizer, jit_compile=_jit_setting(self.config))
+        self._compiled_trainable = None
+
+    def _compile_for_training(self, learning_rate):
+        """``compile``, unless train() compiled the model for these same trainable variables before: then its
+        traced training step is kept and only the optimizer is reset as a new one would start (this learning
+        rate, no momentum, step count 0), which spares a second ``train()`` with the same layers the tracing."""
+        trainable = tuple(v.path for v in self.keras_model.trainable_variables)
+        optimizer = getattr(self.keras_model, "optimizer", None)
+        if (trainable == self._compiled_trainable and type(optimizer) is SGD
+                and getattr(self.keras_model, "train_function", None) is not None):
+            for variable in optimizer.variables:
+                variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+            optimizer.learning_rate = learning_rate
+            return
+        self.compile(learning_rate, self.config.LEARNING_MOMENTUM)
+        self._compiled_trainable = trainable
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
               custom_callbacks=None, no_augmentation_sources=None, workers=None, verbose=1):
@@ -321,7 +338,7 @@ class MaskRCNN:
             print(f"\nStarting at epoch {self.epoch}. LR={learning_rate}\n")
             print(f"Checkpoint Path: {self.checkpoint_path}")
         self.set_trainable(layers, verbose=0)
-        self.compile(learning_rate, config.LEARNING_MOMENTUM)
+        self._compile_for_training(learning_rate)
         self._resume(self._resume_state)
         self._resume_state = None
         try:

@@ -234,3 +234,32 @@ def test_mask_head_on_positive_slots_gives_matterports_losses_and_masks(tmp_path
     assert computed == slots if jit else 1 <= computed < slots
     np.testing.assert_allclose(positive[6][:, :computed], full[6][:, :computed], rtol=1e-5, atol=1e-6)
     assert not positive[6][:, computed:].any()  # (the equal mask losses say every positive was computed)
+
+
+def test_a_second_train_call_with_the_same_layers_reuses_the_traced_step(tmp_path, shapes):
+    """Matterport users call train() once per stage; a call training the same layers as the last keeps the
+    compiled step and resets the optimizer as a new one would start: the weights come out as with a fresh
+    compile. Other layers compile anew."""
+    config = TinyModelConfig(IMAGES_PER_GPU=1, STEPS_PER_EPOCH=2)
+    weights, functions, initial = [], [], None
+    for reuse in (True, False):
+        model = modellib.MaskRCNN("training", config, tmp_path / str(reuse), seed=0)
+        if initial is None:
+            initial = model.keras_model.get_weights()
+        model.keras_model.set_weights(initial)
+        model.train(shapes, shapes, learning_rate=0.02, epochs=1, layers="heads", workers=1, verbose=0)
+        first = model.keras_model.train_function
+        if not reuse:
+            model._compiled_trainable = None  # what compile() does: forget, compile again
+        model.train(shapes, shapes, learning_rate=0.005, epochs=2, layers="heads", workers=1, verbose=0)
+        functions.append((first, model.keras_model.train_function))
+        optimizer = model.keras_model.optimizer
+        assert float(optimizer.learning_rate) == pytest.approx(0.005)
+        assert int(optimizer.iterations) == config.STEPS_PER_EPOCH  # counted from 0 again
+        weights.append(model.keras_model.get_weights())
+    assert functions[0][1] is functions[0][0]  # reused
+    assert functions[1][1] is not functions[1][0]  # compiled again
+    for reused, fresh in zip(*weights):
+        np.testing.assert_allclose(reused, fresh, rtol=1e-5, atol=1e-6)
+    model.train(shapes, shapes, learning_rate=0.005, epochs=3, layers="all", workers=1, verbose=0)
+    assert model.keras_model.train_function is not functions[1][1]  # other layers: compiled anew
