@@ -16,6 +16,11 @@ mrcnn_mask, rois, output_rois`` followed by the five losses.
 Inference model inputs: ``input_image`` (molded) and ``input_image_meta``; the anchors are computed in the
 graph from the molded size (a constant in square mode); outputs ``mrcnn_detection [batch,
 DETECTION_MAX_INSTANCES, 6], mrcnn_class, mrcnn_bbox, mrcnn_mask, ROI, rpn_class, rpn_bbox``.
+
+Where XLA does not compile the graph (a CPU by default), the mask head runs on the ROI slots that need it, a
+count known when the graph runs: in training the sampled positives (``MASK_HEAD_POSITIVES_ONLY``), in
+inference the detections; ``mrcnn_mask`` keeps its shape, zeros after those slots. Under XLA, whose shapes
+are fixed, on the positive slots in training and on every detection slot in inference.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from mrcnn.heads import build_fpn_mask_graph, build_rpn_model, fpn_classifier_gr
 from mrcnn.layers import (
     AnchorsLayer,
     DetectionBoxes,
+    DetectionClassIds,
     DetectionLayer,
     DetectionTargetLayer,
     FirstRois,
@@ -223,9 +229,16 @@ def _build_inference_model(config):
                                 config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
                                 name="mrcnn_detection")(rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta)
     detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
+    slots = config.DETECTION_MAX_INSTANCES
+    dynamic = not xla_crops(config)
+    if dynamic:  # without XLA the mask head runs on the detections there are (they come first), not every slot
+        class_ids = DetectionClassIds(name="detection_class_ids")(detections)
+        detection_boxes = FirstRois(slots, dynamic=True, name="detected_boxes")(detection_boxes, class_ids)
     mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, input_image_meta,
                                       config.MASK_POOL_SIZE, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
                                       head_size=config.MASK_HEAD_SIZE, xla_crops=xla_crops(config))
+    if dynamic:  # Matterport's output: every slot, zeros after the detections
+        mrcnn_mask = FirstRois(slots, pad_to=slots, name="mrcnn_mask_all_slots")(mrcnn_mask)
     return keras.Model([input_image, input_image_meta],
                        [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox],
                        name="mask_rcnn")

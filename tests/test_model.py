@@ -263,3 +263,26 @@ def test_a_second_train_call_with_the_same_layers_reuses_the_traced_step(tmp_pat
         np.testing.assert_allclose(reused, fresh, rtol=1e-5, atol=1e-6)
     model.train(shapes, shapes, learning_rate=0.005, epochs=3, layers="all", workers=1, verbose=0)
     assert model.keras_model.train_function is not functions[1][1]  # other layers: compiled anew
+
+
+def test_inference_mask_head_on_the_detections_there_are(tmp_path, shapes):
+    """Without XLA the inference mask head runs only on the detections there are: the same detections and
+    masks as the fixed-shape graph XLA compiles (every slot), same weights, and zeros after them."""
+    settings = {"IMAGES_PER_GPU": 2, "DETECTION_MIN_CONFIDENCE": 0.3, "DETECTION_MAX_INSTANCES": 30}
+    config = TinyModelConfig(**settings)
+    dynamic = modellib.MaskRCNN("inference", config, tmp_path)
+    fixed = modellib.MaskRCNN("inference", TinyModelConfig(JIT_COMPILE=True, **settings), tmp_path)
+    fixed.keras_model.set_weights(dynamic.keras_model.get_weights())
+    assert "detected_boxes" in [layer.name for layer in dynamic.keras_model.layers]
+    assert "detected_boxes" not in [layer.name for layer in fixed.keras_model.layers]
+    molded, metas, _ = dynamic.mold_inputs([shapes.load_image(0), shapes.load_image(1)])
+    inputs = dynamic._inference_inputs(molded, metas)
+    got = [np.asarray(o) for o in dynamic.keras_model(inputs)]
+    expected = [np.asarray(o) for o in fixed.keras_model(inputs)]  # called, not compiled: XLA's graph on a CPU
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-4, atol=1e-5)  # detections
+    counts = (got[0][..., 4] > 0).sum(axis=1)
+    assert counts.max() > 0 and got[3].shape == expected[3].shape == (2, config.DETECTION_MAX_INSTANCES, 28, 28,
+                                                                       config.NUM_CLASSES)
+    for b, n in enumerate(counts):
+        np.testing.assert_allclose(got[3][b, :n], expected[3][b, :n], rtol=1e-4, atol=1e-5)
+    assert counts.max() < config.DETECTION_MAX_INSTANCES and not got[3][:, counts.max():].any()

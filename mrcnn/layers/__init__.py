@@ -12,6 +12,7 @@ from mrcnn.layers.roi_align import PyramidROIAlign
 from mrcnn.layers.wiring import (
     AnchorsLayer,
     DetectionBoxes,
+    DetectionClassIds,
     FirstRois,
     MergeRoiAxis,
     MetaField,
@@ -20,7 +21,7 @@ from mrcnn.layers.wiring import (
 )
 
 __all__ = [
-    "AnchorsLayer", "DetectionBoxes", "DetectionLayer", "DetectionTargetLayer", "FirstRois",
+    "AnchorsLayer", "DetectionBoxes", "DetectionClassIds", "DetectionLayer", "DetectionTargetLayer", "FirstRois",
     "MergeRoiAxis",
     "MetaField", "NormBoxes",
     "ProposalLayer", "PyramidROIAlign", "SplitRoiAxis",

@@ -171,3 +171,12 @@ class DetectionBoxes(Float32Layer):
 
     def call(self, detections):
         return detections[..., :4]
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class DetectionClassIds(Float32Layer):
+    """The class ids ``[batch, N]`` (0: a padding slot) of ``[batch, N, (y1, x1, y2, x2, class_id, score)]``
+    detections."""
+
+    def call(self, detections):
+        return detections[..., 4]
