@@ -68,15 +68,21 @@ def bench_detect(backbone, repeats, logs):
     return results
 
 
-def bench_train_step(backbone, repeats, logs):
-    config = BenchConfig(BACKBONE=backbone, IMAGE_MIN_DIM=512, IMAGE_MAX_DIM=512, NUM_CLASSES=4)
+def _training_setup(backbone, logs, size=512):
+    """A compiled training model (all layers, batch 1) on ``size`` x ``size`` shapes, and its data generator."""
+    config = BenchConfig(BACKBONE=backbone, IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size, NUM_CLASSES=4)
     dataset = ShapesDataset()
-    dataset.load_shapes(4, 512, 512, seed=0)
+    dataset.load_shapes(4, size, size, seed=0)
     dataset.prepare()
     model = modellib.MaskRCNN("training", config, logs, seed=0)
     model.set_trainable("all", verbose=0)
     model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
-    inputs, _ = DataGenerator(dataset, config, seed=0)[0]
+    return model, DataGenerator(dataset, config, seed=0)
+
+
+def bench_train_step(backbone, repeats, logs):
+    model, generator = _training_setup(backbone, logs)
+    inputs, _ = generator[0]
     seconds = median_seconds(lambda: model.keras_model.train_on_batch(tuple(inputs)), repeats)
     keras.backend.clear_session()
     return seconds
@@ -155,14 +161,7 @@ def profile_train_step(backbone, repeats, logs, size=512):
     """A training step (batch 1, all layers) split by stage, and the data pipeline's time per batch."""
     from stage_profile import stage_profile
 
-    config = BenchConfig(BACKBONE=backbone, IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size, NUM_CLASSES=4)
-    dataset = ShapesDataset()
-    dataset.load_shapes(4, size, size, seed=0)
-    dataset.prepare()
-    model = modellib.MaskRCNN("training", config, logs, seed=0)
-    model.set_trainable("all", verbose=0)
-    model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
-    generator = DataGenerator(dataset, config, seed=0)
+    model, generator = _training_setup(backbone, logs, size)
     inputs, _ = generator[0]
     step = lambda: model.keras_model.train_on_batch(tuple(inputs))  # noqa: E731
     wall = median_seconds(step, repeats)

@@ -95,12 +95,12 @@ def stage_profile(model, fn, wall_seconds):
     ops, covered = op_self_times(fn)
     optimizer = getattr(getattr(model, "optimizer", None), "name", None) or "optimizer"
     totals = dict.fromkeys(STAGES, 0.0)
-    backward = dict.fromkeys(FORWARD_STAGES, 0.0)
+    backward = dict.fromkeys(FORWARD_STAGES + ("other",), 0.0)
     for name, micros in ops:
         if name.startswith("gradient_tape/"):
             totals["backward"] += micros
             layer = _layer_of(name[len("gradient_tape/"):], model.name, stages)
-            backward[stages[layer] if layer else "losses"] += micros
+            backward[stages[layer] if layer else "other"] += micros
             continue
         layer = _layer_of(name, model.name, stages)
         if layer is not None:
