@@ -3,9 +3,11 @@
 FLOPs are counted analytically (a multiply-add is 2 FLOPs) for the layers that differ between the
 convolutional and the attention backbone, i.e. the ResNet and FPN layers (``conv1``, ``res*``, ``fpn_*``);
 the RPN and heads are the same in both and are left out. For ``LocalSelfAttention2D`` on an
-``H x W x C`` input with F filters and a k x k window: projections ``3 * 2*H*W*C*F``, content logits
-``2*H*W*k*k*F``, position logits ``2*H*W*k*k*F``, weighted sum of values ``2*H*W*k*k*F`` (the softmax and
-the border mask are not counted).
+``H x W x C`` input with F filters, N heads and a k x k window: projections ``3 * 2*H*W*C*F`` (full) or
+``3 * 2*H*W*C*F / N`` (grouped), content logits ``2*H*W*k*k*F``, position logits ``2*H*W*k*k*F``, weighted
+sum of values ``2*H*W*k*k*F`` (the softmax and the border mask are not counted). These are the formula's
+FLOPs; the blocked computation multiplies more (it takes logits over each block's whole halo, see
+``attention.local_attention``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def layer_flops(layer, input_shape, output_shape):
     if isinstance(layer, LocalSelfAttention2D):
         h, w, c = input_shape[1], input_shape[2], input_shape[3]
         f, window = layer.filters, layer.kernel_size ** 2
-        return 3 * 2 * h * w * c * f + 3 * 2 * h * w * window * f
+        groups = layer.heads if layer.projection == "grouped" else 1
+        return 3 * 2 * h * w * c * f // groups + 3 * 2 * h * w * window * f
     if isinstance(layer, keras.layers.Conv2D):
         kh, kw = layer.kernel_size
         h, w, f = output_shape[1], output_shape[2], output_shape[3]

@@ -1,9 +1,15 @@
 """What local self-attention costs against the 3x3 convolution it replaces; prints JSON.
 
 * Layer level, at the ResNet feature maps of Cityscapes (stage 4 and stage 5 of a ResNet at width 64, for a
-  1024x1024 training crop and a 1024x2048 test frame): seconds for a forward pass and for a forward +
-  backward pass (batch 1, median after a warm-up), analytic GFLOPs, parameters, and memory: the peak
-  resident memory a fresh process gains while running the passes (each case in its own process).
+  1024x1024 training crop and a 1024x2048 test frame), the 3x3 convolution against
+  ``LocalSelfAttention2D(kernel_size=7, heads=8)`` with grouped (the default) and full projections: seconds
+  (batch 1, median after a warm-up) for a forward pass; for a training pass, forward + backward with the
+  gradients of the weights and of the input (what the layer costs inside a network; the loss is
+  ``sum(y * g)`` for a fixed random ``g`` and is returned, so no part of the forward pass is pruned); and
+  for the gradient of the weights alone of ``sum(y)`` (the first round's measure: for a convolution
+  TensorFlow then prunes the forward pass and computes one filter gradient). Also analytic GFLOPs,
+  parameters, and memory: the peak resident memory a fresh process gains while running the passes (each
+  case in its own process). ``ratios`` divides each attention time by the convolution's.
 * Model level: one training step of ResNet-50 Mask R-CNN at 512x512 (batch 1, all layers trainable) with
   and without attention in stages 4 and 5 (kernel 7, 8 heads).
 
@@ -33,6 +39,10 @@ CASES = [
 ]
 
 
+ATTENTION_KINDS = ("attention_k7_h8_grouped", "attention_k7_h8_full")
+TIMES = ("forward_s", "forward_backward_s", "weights_gradient_s")
+
+
 def layer_case(kind, height, width, channels, repeats):
     """Runs in a child process: time and peak-memory growth of one layer."""
     import keras
@@ -42,17 +52,26 @@ def layer_case(kind, height, width, channels, repeats):
     from attention import LocalSelfAttention2D
     from attention.cost import layer_flops, peak_rss_mb
 
-    x = tf.constant(np.random.default_rng(0).normal(size=(1, height, width, channels)).astype("float32"))
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(1, height, width, channels)).astype("float32"))
+    g = tf.constant(rng.normal(size=(1, height, width, channels)).astype("float32"))
     if kind == "conv3x3":
         layer = keras.layers.Conv2D(channels, 3, padding="same")
     else:
-        layer = LocalSelfAttention2D(channels, kernel_size=7, heads=8)
+        layer = LocalSelfAttention2D(channels, kernel_size=7, heads=8, projection=kind.split("_")[-1])
     layer.build(x.shape)
     before = peak_rss_mb()
     forward = tf.function(lambda: layer(x))
 
     @tf.function
     def forward_backward():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x) * g)
+        return loss, tape.gradient(loss, layer.trainable_weights + [x])
+
+    @tf.function
+    def weights_gradient():
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum(layer(x))
         return tape.gradient(loss, layer.trainable_weights)
@@ -61,6 +80,7 @@ def layer_case(kind, height, width, channels, repeats):
     return {
         "forward_s": median_seconds(forward, repeats, digits=4),
         "forward_backward_s": median_seconds(forward_backward, repeats, digits=4),
+        "weights_gradient_s": median_seconds(weights_gradient, repeats, digits=4),
         "gflops_forward": round(layer_flops(layer, tuple(x.shape), tuple(out.shape)) / 1e9, 3),
         "params": int(layer.count_params()),
         "peak_rss_growth_mb": round(peak_rss_mb() - before, 1),
@@ -115,11 +135,13 @@ def main(argv=None):
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "repeats": args.repeats,
               "layers": {}, "model": {}}
     for label, height, width, channels in CASES:
-        report["layers"][label] = {
-            kind: _child({"fn": "layer", "kind": kind, "height": height, "width": width, "channels": channels,
-                          "repeats": args.repeats})
-            for kind in ("conv3x3", "attention_k7_h8")}
-        print(json.dumps({label: report["layers"][label]}), file=sys.stderr)
+        case = {kind: _child({"fn": "layer", "kind": kind, "height": height, "width": width, "channels": channels,
+                              "repeats": args.repeats})
+                for kind in ("conv3x3",) + ATTENTION_KINDS}
+        case["ratios"] = {kind: {key: round(case[kind][key] / case["conv3x3"][key], 2) for key in TIMES}
+                          for kind in ATTENTION_KINDS}
+        report["layers"][label] = case
+        print(json.dumps({label: case}), file=sys.stderr)
     if not args.skip_model:
         for name, attention in (("resnet50", False), ("resnet50_attention45", True)):
             report["model"][name] = _child({"fn": "model", "attention": attention, "repeats": args.repeats})

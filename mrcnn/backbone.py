@@ -40,8 +40,9 @@ RESNET_BLOCKS = {"resnet50": 5, "resnet101": 22}  # identity blocks in stage 4
 def _bottleneck(input_tensor, kernel_size, filters, stage, block, train_bn, strides=None, attention=None):
     """A bottleneck block; with ``strides`` it is a projection ("conv") block, else an identity block.
 
-    attention: None, or ``(kernel_size, heads)`` to replace the 3x3 convolution by local self-attention,
-    named ``res<stage><block>_attention2b`` / ``bn<stage><block>_attention2b``: caught by the ``3+``..
+    attention: None, or the keyword arguments of ``attention.LocalSelfAttention2D`` (``kernel_size``,
+    ``heads``, ``projection``) to replace the 3x3 convolution by local self-attention, named
+    ``res<stage><block>_attention2b`` / ``bn<stage><block>_attention2b``: caught by the ``3+``..
     ``5+`` presets, and in no weight file of the convolutional model, so those load around it.
     """
     f1, f2, f3 = filters
@@ -56,8 +57,11 @@ def _bottleneck(input_tensor, kernel_size, filters, stage, block, train_bn, stri
     else:
         from attention import LocalSelfAttention2D
 
-        x = LocalSelfAttention2D(f2, kernel_size=attention[0], heads=attention[1],
-                                 name=f"res{stage}{block}_attention2b")(x)
+        # The stride rule: the paper's ResNets (torchvision-style) stride the 3x3 convolution, and their
+        # attention layer takes that stride as attention at stride 1 followed by 2x2 average pooling. This
+        # backbone is Caffe-style (Matterport's, and the MSRA weights'): the stride sits on the first 1x1
+        # convolution above, so the attention always runs at stride 1, after the downsampling.
+        x = LocalSelfAttention2D(f2, **attention, name=f"res{stage}{block}_attention2b")(x)
         x = BatchNorm(train_bn, name=f"bn{stage}{block}_attention2b")(x)
     x = layers.Activation("relu")(x)
     x = layers.Conv2D(f3, 1, name=conv_name + "2c")(x)
@@ -83,15 +87,16 @@ def identity_block(input_tensor, kernel_size, filters, stage, block, train_bn=Tr
 
 
 def resnet_graph(input_image, architecture, stage5=False, train_bn=True, width=64, attention_stages=(),
-                 attention_kernel=7, attention_heads=8):
+                 attention_kernel=7, attention_heads=8, attention_projection="grouped"):
     """ResNet feature maps ``[C1, C2, C3, C4, C5]`` (C5 is None without ``stage5``).
 
     architecture: "resnet50" or "resnet101". Strides of C1..C5 are 4, 4, 8, 16, 32.
     width: channels of conv1 and of stage 2's 3x3 convolutions (64 in ResNet and in Matterport's weights);
     every stage scales with it (stage s has ``width * 2**(s-2)`` bottleneck and 4x that output channels).
     attention_stages: stages (2-5) whose bottlenecks use local self-attention
-    (``attention.LocalSelfAttention2D(kernel_size=attention_kernel, heads=attention_heads)``) instead of
-    their 3x3 convolution; the stem and the 1x1 convolutions stay.
+    (``attention.LocalSelfAttention2D(kernel_size=attention_kernel, heads=attention_heads,
+    projection=attention_projection)``) instead of their 3x3 convolution, at stride 1 (the block's stride
+    is on its first 1x1 convolution); the stem and the 1x1 convolutions stay.
     """
     if architecture not in RESNET_BLOCKS:
         raise ValueError(f"resnet_graph: architecture must be one of {sorted(RESNET_BLOCKS)}, "
@@ -100,7 +105,8 @@ def resnet_graph(input_image, architecture, stage5=False, train_bn=True, width=6
     w = int(width)
     # Per stage: the blocks' batch-norm mode and their attention (None: the 3x3 convolution)
     opts = {stage: {"train_bn": train_bn,
-                    "attention": (attention_kernel, attention_heads) if stage in attention_stages else None}
+                    "attention": ({"kernel_size": attention_kernel, "heads": attention_heads,
+                                   "projection": attention_projection} if stage in attention_stages else None)}
             for stage in (2, 3, 4, 5)}
     x = layers.Conv2D(w, 7, strides=2, name="conv1")(x)
     x = BatchNorm(train_bn, name="bn_conv1")(x)

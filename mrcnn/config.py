@@ -78,6 +78,9 @@ class Config:
     ATTENTION_DEFAULT_STAGES = (4, 5)
     ATTENTION_KERNEL = 7
     ATTENTION_HEADS = 8
+    # "grouped": the paper's per-head projections of C/heads input channels each; "full": every head
+    # projects all C channels (heads times the projection weights). See attention/local_attention.py.
+    ATTENTION_PROJECTION = "grouped"
 
     # The strides of each layer of the FPN pyramid (ResNet-101 backbone values).
     BACKBONE_STRIDES = [4, 8, 16, 32, 64]
@@ -327,6 +330,8 @@ class Config:
         self._require_positive_int("ATTENTION_KERNEL", "ATTENTION_HEADS")
         if self.ATTENTION_KERNEL % 2 == 0:
             self._fail("ATTENTION_KERNEL", "must be odd (a window centred on its pixel)")
+        if self.ATTENTION_PROJECTION not in ("grouped", "full"):
+            self._fail("ATTENTION_PROJECTION", "must be 'grouped' (the paper's per-head projections) or 'full'")
         for stage in stages:
             width = self.RESNET_WIDTH * 2 ** (stage - 2)
             if width % self.ATTENTION_HEADS or (width // self.ATTENTION_HEADS) % 2:

@@ -55,7 +55,8 @@ def _backbone(input_image, config):
                                           train_bn=config.TRAIN_BN, width=config.RESNET_WIDTH,
                                           attention_stages=tuple(config.ATTENTION_STAGES),
                                           attention_kernel=config.ATTENTION_KERNEL,
-                                          attention_heads=config.ATTENTION_HEADS)
+                                          attention_heads=config.ATTENTION_HEADS,
+                                          attention_projection=config.ATTENTION_PROJECTION)
     return fpn_graph(c2, c3, c4, c5, config.TOP_DOWN_PYRAMID_SIZE)
 
 

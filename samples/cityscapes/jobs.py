@@ -219,6 +219,7 @@ def write_run_summary(model, timer, path):
     summary = {
         "name": config.NAME, "attention_stages": list(config.ATTENTION_STAGES),
         "attention_kernel": config.ATTENTION_KERNEL, "attention_heads": config.ATTENTION_HEADS,
+        "attention_projection": config.ATTENTION_PROJECTION,
         "backbone": config.BACKBONE if isinstance(config.BACKBONE, str) else "callable",
         "resnet_width": config.RESNET_WIDTH, "input_shape": [int(v) for v in config.IMAGE_SHAPE],
         "params": int(model.keras_model.count_params()), "backbone_params": backbone_params(model.keras_model),
