@@ -214,6 +214,12 @@ class Config:
     # recommended: batches are small, which makes batch statistics poor estimates.
     TRAIN_BN = False
 
+    # Precise BN: with TRAIN_BN, after each epoch's training steps (before validation and the
+    # checkpoint), set every batch-norm layer's moving mean and variance to the mean of its batch
+    # statistics over this many training batches, computed with the current weights (Detectron2's
+    # PreciseBN; see mrcnn/precise_bn.py). 0: keep the moving averages (Matterport).
+    PRECISE_BN_BATCHES = 0
+
     # Gradient norm clipping: all gradients are scaled together when their global norm exceeds this
     # (Keras 2's clipnorm, which Matterport used; Keras 3 spells it global_clipnorm).
     GRADIENT_CLIP_NORM = 5.0
@@ -277,6 +283,8 @@ class Config:
         if not (callable(self.BACKBONE) or self.BACKBONE in BACKBONES):
             self._fail("BACKBONE", f"must be one of {BACKBONES} or a callable building the backbone")
         self._validate_attention()
+        if not isinstance(self.PRECISE_BN_BATCHES, int) or self.PRECISE_BN_BATCHES < 0:
+            self._fail("PRECISE_BN_BATCHES", "must be an integer >= 0 (0: off)")
         if self.COMPUTE_BACKBONE_SHAPE is not None and not callable(self.COMPUTE_BACKBONE_SHAPE):
             self._fail("COMPUTE_BACKBONE_SHAPE", "must be None or a callable f(image_shape)")
         if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):

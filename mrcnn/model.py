@@ -38,6 +38,7 @@ from mrcnn.graph import build_inference_model, build_training_model
 from mrcnn.imaging import resize_scale
 from mrcnn.inputs import as_images
 from mrcnn.postprocess import unmold_detections
+from mrcnn.precise_bn import PreciseBatchNorm
 from mrcnn.training import SGD, StopOnNonFinite, TrainingModel, layers_regex, set_trainable
 from mrcnn.weights import load_weights, save_weights
 
@@ -297,8 +298,9 @@ class MaskRCNN:
 
         def generator(dataset, steps, seed_offset, batch_size=None, worker=0, **kwargs):
             seed = None if self.seed is None else self.seed + seed_offset + 1000 * worker
-            return DataGenerator(dataset, config, shuffle=True, steps=steps, seed=seed, workers=workers,
-                                 batch_size=batch_size, **kwargs)
+            kwargs.setdefault("workers", workers)
+            return DataGenerator(dataset, config, shuffle=True, steps=steps, seed=seed, batch_size=batch_size,
+                                 **kwargs)
 
         train_kwargs = dict(augmentation=augmentation, no_augmentation_sources=no_augmentation_sources)
         tf_config = distribute.parse_tf_config()
@@ -332,6 +334,14 @@ class MaskRCNN:
                 keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
                 checkpoint,
             ]
+        if config.PRECISE_BN_BATCHES:
+            if tf_config is None:  # before the checkpoint: it saves the recomputed statistics
+                callbacks.insert(1, PreciseBatchNorm(
+                    generator(train_dataset, config.PRECISE_BN_BATCHES, 2, workers=1, **train_kwargs),
+                    config.PRECISE_BN_BATCHES))
+            else:
+                logger.warning("PRECISE_BN_BATCHES is not applied with several workers (each would compute "
+                               "its own statistics); the moving averages are kept")
         callbacks += list(custom_callbacks or [])
 
         if verbose:

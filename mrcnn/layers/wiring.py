@@ -123,7 +123,7 @@ class FirstRois(layers.Layer):
 
     ``dynamic=True`` (graphs that XLA does not compile): also given ``class_ids`` ``[batch, num_rois]`` whose
     positive rows come first, keep only as many slots as the batch's largest number of positives (at most
-    ``count``): a size known when the graph runs, so the work after it follows the positives sampled.
+    ``count``, at least 1): a size known when the graph runs, so the work after it follows the positives sampled.
     """
 
     def __init__(self, count, pad_to=None, dynamic=False, **kwargs):
@@ -139,7 +139,10 @@ class FirstRois(layers.Layer):
             return ops.pad(x, [[0, 0], [0, missing]] + [[0, 0]] * (len(x.shape) - 2))
         if self.dynamic:
             positives = ops.sum(ops.cast(ops.greater(class_ids[:, :self.count], 0), "int32"), axis=1)
-            return x[:, :ops.max(positives)]
+            # At least one slot: a batch norm in training mode (TRAIN_BN) takes the statistics of its input,
+            # and those of an empty one are NaN, gradients included (a batch without positives made the
+            # next step's weights NaN). The extra slot is a padded one, outside the mask loss.
+            return x[:, :ops.maximum(ops.max(positives), 1)]
         return x[:, :self.count]
 
     def compute_output_shape(self, x_shape, class_ids_shape=None):

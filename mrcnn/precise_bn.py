@@ -1,0 +1,134 @@
+"""Batch-norm statistics recomputed for the current weights ("precise BN").
+
+With ``TRAIN_BN = True`` a batch-norm layer normalizes each training batch by that batch's mean and
+variance, and keeps exponential moving averages (momentum 0.99, about the last 100 steps) for inference.
+While the weights still move fast, those averages describe weights of many steps ago; inference then
+normalizes with the wrong statistics, and the error compounds through a deep network. Detectron2's
+``PreciseBN`` hook and Wu & Johnson ("Rethinking 'Batch' in BatchNorm", 2021) replace the averages by
+statistics computed with the current weights: run N training batches forward in training mode (each
+batch-norm layer normalizing with its batch statistics, as in a training step) and set each layer's
+moving mean and variance to the mean over the N batches of its batch means and variances.
+
+This matters most after local self-attention: its output is a softmax-weighted average of values, so its
+spread is small against its mean, and a stale moving mean is off by several standard deviations (measured
+on the synthetic main job; the note of the attention issue has the numbers). ``Config.PRECISE_BN_BATCHES``
+turns it on in ``MaskRCNN.train``: after every epoch's training steps, before validation and the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+import numpy as np
+
+from mrcnn.backbone import BatchNorm
+from mrcnn.checkpoints import restore_seed_generators, seed_generator_states
+
+logger = logging.getLogger(__name__)
+
+
+def batch_stat_layers(model):
+    """The batch-norm layers of ``model`` that normalize by batch statistics in training: trainable, and
+    not built with ``train_bn=False`` (those, and frozen ones, always use their moving statistics)."""
+    found = []
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)   # TimeDistributed(BatchNorm) as well
+        if not isinstance(inner, keras.layers.BatchNormalization) or not (layer.trainable and inner.trainable):
+            continue
+        if isinstance(inner, BatchNorm) and inner.train_bn is False:
+            continue
+        found.append((layer, inner))
+    return found
+
+
+class BatchNormRecalibrator:
+    """Recomputes the moving statistics of a model's batch-statistics layers from training batches.
+
+    model: the Keras training model (its inputs are what the batches hold); batches: a callable returning
+    an iterable of input tuples (e.g. the first N batches of a data generator).
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.layers = batch_stat_layers(model)
+        self._probe = None
+        if self.layers:
+            # Each layer's input, computed as in a training step (earlier layers normalizing by batch statistics)
+            probe = keras.Model(model.inputs, [outer.input for outer, _ in self.layers])
+            self._probe = _compiled(lambda inputs: probe(inputs, training=True))
+
+    def __call__(self, batches):
+        """Set the statistics from ``batches``; returns how many layers have batch statistics (0: nothing
+        to do). A layer that no batch gives an input (a mask head on the positive ROIs of batches without
+        any) keeps its averages."""
+        if not self.layers:
+            return 0
+        moving = [(inner.moving_mean.numpy(), inner.moving_variance.numpy()) for _, inner in self.layers]
+        seeds = seed_generator_states(self.model)  # the ROI sampling of training continues as without this
+        means = [[] for _ in self.layers]
+        variances = [[] for _ in self.layers]
+        for inputs in batches:
+            outputs = self._probe(tuple(inputs))
+            for i, x in enumerate(outputs):
+                x = np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float64)
+                x = x.reshape(-1, x.shape[-1])
+                if not len(x):   # e.g. the mask head of a batch without positive ROIs
+                    continue
+                means[i].append(x.mean(axis=0))
+                variances[i].append(x.var(axis=0))   # biased, as the layer's own batch variance
+        # The probe ran the layers in training mode, which moved their averages; restore, then replace.
+        for (_, inner), (mean, var) in zip(self.layers, moving):
+            inner.moving_mean.assign(mean)
+            inner.moving_variance.assign(var)
+        restore_seed_generators(self.model, seeds)
+        if not any(means):
+            raise ValueError("BatchNormRecalibrator: no batches were given")
+        for (_, inner), m, v in zip(self.layers, means, variances):
+            if not m:   # no batch gave it any input: its averages stay
+                logger.info("Precise BN: %s saw no input in these batches; its moving averages stay", inner.name)
+                continue
+            inner.moving_mean.assign(np.mean(m, axis=0).astype(inner.moving_mean.dtype))
+            inner.moving_variance.assign(np.mean(v, axis=0).astype(inner.moving_variance.dtype))
+        return len(self.layers)
+
+
+def _compiled(fn):
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, reduce_retracing=True)
+    return fn
+
+
+class PreciseBatchNorm(keras.callbacks.Callback):
+    """Recalibrates batch-norm statistics after each epoch's training steps (before validation, or at the
+    epoch's end without validation), from ``batches`` training batches of ``data`` (indexable: ``data[i]``
+    is ``(inputs, targets)``, as mrcnn's DataGenerator). Put it before the checkpoint callback."""
+
+    def __init__(self, data, batches):
+        super().__init__()
+        self.data = data
+        self.batches = int(batches)
+        self._recalibrator = None
+        self._done_epoch = None
+        self._epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_test_begin(self, logs=None):  # inside fit: validation of the epoch just trained
+        self._recalibrate()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._recalibrate()
+
+    def _recalibrate(self):
+        if self._epoch is None or self._done_epoch == self._epoch:
+            return
+        if self._recalibrator is None:
+            self._recalibrator = BatchNormRecalibrator(self.model)
+        count = min(self.batches, len(self.data))
+        changed = self._recalibrator(self.data[i][0] for i in range(count))
+        self._done_epoch = self._epoch
+        logger.info("Precise BN: recomputed the statistics of %d batch-norm layers from %d batches", changed, count)
