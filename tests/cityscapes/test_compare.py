@@ -118,6 +118,9 @@ def test_main_runs_each_variant_and_seed_once_and_resumes(tmp_path, monkeypatch)
 
 
 def test_a_run_without_evaluation_is_an_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(compare_attention.subprocess, "run", lambda command, check: None)
+    commands = []
+    monkeypatch.setattr(compare_attention.subprocess, "run", lambda command, check: commands.append(command))
     with pytest.raises(RuntimeError, match="baseline seed 0"):
         compare_attention.main(["--seeds", "1", "--out", str(tmp_path)])
+    # on the synthetic set the runs default to the comparison's own schedule length
+    assert f"--epochs={compare_attention.SYNTHETIC_EPOCHS}" in commands[0]
