@@ -46,13 +46,15 @@ PROJECTIONS = ("grouped", "full")
 
 def _masked_logit(dtype):
     """The logit of a position outside the window or the image: finite, so no row of the softmax is NaN."""
-    return -3.0e4 if str(dtype) == "float16" else -1.0e9
+    return -3.0e4 if keras.backend.standardize_dtype(dtype) == "float16" else -1.0e9
 
 
 def _part(tensor, start, size, axis):
     """``tensor[start:start + size]`` along ``axis``, as a split: its gradient is a concatenation, which
     TensorFlow computes several times faster than a strided slice's."""
     total = tensor.shape[axis]
+    if size <= 0:
+        raise ValueError(f"_part: empty part ({start}, {size}) of an axis of {total}")
     if start == 0 and size == total:
         return tensor
     cuts = [c for c in (start, start + size) if 0 < c < total]
@@ -114,13 +116,6 @@ class LocalSelfAttention2D(keras.layers.Layer):
         self.col_embeddings = self.add_weight(name="col_embeddings", shape=(self.kernel_size, self.heads, half),
                                               initializer=emb)
 
-    def relative_embeddings(self):
-        """``r`` as ``[k*k, heads, depth]``: row offset a-i major, column offset b-j minor."""
-        k, half = self.kernel_size, self.depth // 2
-        rows = ops.broadcast_to(self.row_embeddings[:, None], (k, k, self.heads, half))
-        cols = ops.broadcast_to(self.col_embeddings[None, :], (k, k, self.heads, half))
-        return ops.reshape(ops.concatenate([rows, cols], axis=-1), (k * k, self.heads, self.depth))
-
     def _project(self, inputs, kernel):
         """``[B, H, W, C]`` -> ``[B, H, W, heads, depth]``."""
         height, width = inputs.shape[1], inputs.shape[2]
@@ -165,16 +160,18 @@ class LocalSelfAttention2D(keras.layers.Layer):
         height, width = tensor.shape[1], tensor.shape[2]
         # Padded so that block r's halo rows are padded rows [r*block, r*block + halo); rows*block + block
         # rows in all, so the rows after each block can be read as the next block's first 2*pad rows.
-        tensor = ops.pad(tensor, [[0, 0], [pad, rows * block + block - pad - height],
+        padded = ops.pad(tensor, [[0, 0], [pad, rows * block + block - pad - height],
                                   [pad, cols * block + block - pad - width], [0, 0], [0, 0]])
         wide = cols * block + block
-        main = ops.reshape(_part(tensor, 0, rows * block, 1), (-1, rows, block, wide, n, d))
-        tail = _part(ops.reshape(_part(tensor, block, rows * block, 1), (-1, rows, block, wide, n, d)), 0, 2 * pad, 2)
-        tensor = ops.concatenate([main, tail], axis=2)                     # [B, rows, halo, wide, n, d]
-        main = ops.reshape(_part(tensor, 0, cols * block, 3), (-1, rows, halo, cols, block, n, d))
-        tail = _part(ops.reshape(_part(tensor, block, cols * block, 3), (-1, rows, halo, cols, block, n, d)),
-                     0, 2 * pad, 4)
-        tensor = ops.concatenate([main, tail], axis=4)                     # [B, rows, halo, cols, halo, n, d]
+        tensor = ops.reshape(_part(padded, 0, rows * block, 1), (-1, rows, block, wide, n, d))
+        if pad:   # each block's rows, then the first 2*pad rows of the next block's
+            tail = ops.reshape(_part(padded, block, rows * block, 1), (-1, rows, block, wide, n, d))
+            tensor = ops.concatenate([tensor, _part(tail, 0, 2 * pad, 2)], axis=2)
+        columns = tensor                                                   # [B, rows, halo, wide, n, d]
+        tensor = ops.reshape(_part(columns, 0, cols * block, 3), (-1, rows, halo, cols, block, n, d))
+        if pad:   # the same along the columns
+            tail = ops.reshape(_part(columns, block, cols * block, 3), (-1, rows, halo, cols, block, n, d))
+            tensor = ops.concatenate([tensor, _part(tail, 0, 2 * pad, 4)], axis=4)
         tensor = ops.transpose(tensor, (0, 5, 1, 3, 2, 4, 6))
         return ops.reshape(tensor, (-1, n, rows * cols, halo * halo, d))
 

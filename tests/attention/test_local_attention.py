@@ -62,6 +62,7 @@ def _layer(x, filters, kernel_size, heads, strides=1, seed=0, **kwargs):
 
 @pytest.mark.parametrize("projection", ["grouped", "full"])
 @pytest.mark.parametrize("kernel_size,heads,strides,shape,block_size", [
+    (1, 2, 1, (5, 6), 2),    # a 1x1 window: no halo, each pixel attends to itself only
     (3, 1, 1, (5, 6), 8),
     (3, 2, 1, (6, 5), 2),    # several query blocks, the last ones partly outside the image
     (5, 4, 1, (7, 7), 4),
@@ -181,3 +182,19 @@ def test_config_round_trip_and_argument_errors():
         LocalSelfAttention2D(8, 3, heads=4)(np.zeros((1, 5, 5, 6), "float32"))
     assert LocalSelfAttention2D(8, 3, heads=4, projection="full")(np.zeros((1, 5, 5, 6), "float32")).shape == \
         (1, 5, 5, 8)
+
+
+@pytest.mark.parametrize("policy,tolerance", [("mixed_bfloat16", 0.05), ("mixed_float16", 0.01)])
+def test_mixed_precision_matches_float32(policy, tolerance):
+    """16-bit logits: the mask value stays finite (float16's is -3e4, not an overflowing -1e9)."""
+    x = np.random.default_rng(4).normal(size=(2, 9, 11, 16)).astype("float32")
+    low = LocalSelfAttention2D(16, 7, heads=8, dtype=policy)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        out = keras.ops.convert_to_numpy(keras.ops.cast(low(x), "float32"))
+    reference = LocalSelfAttention2D(16, 7, heads=8)
+    reference.build(x.shape)
+    reference.set_weights(low.get_weights())
+    np.testing.assert_allclose(out, keras.ops.convert_to_numpy(reference(x)), atol=tolerance)
