@@ -1,5 +1,6 @@
 """Time the graph's NMS (TensorFlow's NonMaxSuppressionV4 per image, mrcnn.ops.non_max_suppression_padded)
-against the tiled batched ``tf.image.non_max_suppression_padded`` it replaced, and print JSON.
+against the tiled batched ``tf.image.non_max_suppression_padded`` it replaced and against the ``keras.ops``
+greedy NMS of the other backends (mrcnn.nms.greedy_nms_padded; plain and XLA-compiled), and print JSON.
 
 Proposal-layer sizes: 6000 random boxes per image, 1000 kept at IoU 0.7, batch of 2; medians of 10 calls.
 
@@ -19,6 +20,7 @@ import tensorflow as tf  # noqa: E402
 from timing import median_seconds  # noqa: E402  (benchmarks/timing.py)
 
 from mrcnn import ops as mops  # noqa: E402
+from mrcnn.nms import greedy_nms_padded  # noqa: E402
 
 
 def main(argv=None):
@@ -32,9 +34,14 @@ def main(argv=None):
     per_image = tf.function(lambda b, s: mops.non_max_suppression_padded(b, s, 1000, 0.7))
     tiled = tf.function(lambda b, s: tf.image.non_max_suppression_padded(b, s, 1000, iou_threshold=0.7,
                                                                          pad_to_max_output_size=True))
+    keras_ops = tf.function(lambda b, s: greedy_nms_padded(b, s, 1000, 0.7))
+    keras_ops_xla = tf.function(lambda b, s: greedy_nms_padded(b, s, 1000, 0.7), jit_compile=True)
     report = {"boxes_per_image": 6000, "kept": 1000, "batch": 2, "repeats": args.repeats,
               "v4_per_image_s": median_seconds(lambda: per_image(boxes, scores), args.repeats, digits=4),
-              "tiled_padded_s": median_seconds(lambda: tiled(boxes, scores), args.repeats, digits=4)}
+              "tiled_padded_s": median_seconds(lambda: tiled(boxes, scores), args.repeats, digits=4),
+              "keras_ops_greedy_s": median_seconds(lambda: keras_ops(boxes, scores), args.repeats, digits=4),
+              "keras_ops_greedy_xla_s": median_seconds(lambda: keras_ops_xla(boxes, scores), args.repeats,
+                                                       digits=4)}
     print(json.dumps(report, indent=2))
 
 

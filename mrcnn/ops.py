@@ -3,8 +3,8 @@
 Everything here works on tensors with static shapes and a leading batch axis where noted. Boxes are
 normalized ``(y1, x1, y2, x2)`` unless a docstring says pixels.
 
-Backend-specific (TensorFlow only, because Keras 3 has no NMS in ``keras.ops``):
-:func:`non_max_suppression_padded`. A JAX port replaces this function and nothing else.
+Backend-specific: :func:`non_max_suppression_padded` runs TensorFlow's greedy kernel on the TensorFlow
+backend and :func:`mrcnn.nms.greedy_nms_padded` (``keras.ops``, the same selections) on the others.
 :func:`replica_sum` and :func:`replicas_in_sync` see tf.distribute replicas and are the identity elsewhere.
 :func:`crop_and_resize` is ``keras.ops`` (TensorFlow's kernel has no XLA implementation), with TensorFlow's
 kernel as the faster choice where XLA is off.
@@ -197,7 +197,7 @@ def _sample_positions(start, end, size_minus_one, count):
     return (start * size_minus_one)[:, None] + steps * scale[:, None]
 
 
-# ----------------------------------------------------------------------------- TensorFlow-only primitive
+# ----------------------------------------------------------------------------- NMS: TensorFlow's kernel there
 def _tf():
     if keras.backend.backend() != "tensorflow":
         raise NotImplementedError(
@@ -214,7 +214,14 @@ def non_max_suppression_padded(boxes, scores, max_output_size, iou_threshold, sc
     boxes: ``[B, N, 4]``; scores: ``[B, N]``; boxes whose score is below ``score_threshold`` are
     never selected. Returns ``indices`` int32 ``[B, max_output_size]`` (highest score first, padding
     indices are 0) and ``valid`` bool ``[B, max_output_size]`` marking the real selections.
+
+    TensorFlow backend: TensorFlow's ``NonMaxSuppressionV4`` per image (faster there than the ``keras.ops``
+    loop, see benchmarks/bench_nms.py); other backends: :func:`mrcnn.nms.greedy_nms_padded`.
     """
+    if keras.backend.backend() != "tensorflow":
+        from mrcnn.nms import greedy_nms_padded
+
+        return greedy_nms_padded(boxes, scores, max_output_size, iou_threshold, score_threshold)
     tf = _tf()
     threshold = float("-inf") if score_threshold is None else float(score_threshold)
 
