@@ -39,7 +39,7 @@ from mrcnn.imaging import resize_scale
 from mrcnn.inputs import as_images
 from mrcnn.postprocess import unmold_detections
 from mrcnn.precise_bn import PreciseBatchNorm
-from mrcnn.training import SGD, StopOnNonFinite, TrainingModel, layers_regex, set_trainable
+from mrcnn.training import SGD, StopOnNonFinite, TrainingModel, layers_regex, set_trainable, tensorboard_callback
 from mrcnn.weights import load_weights, save_weights
 
 logger = logging.getLogger(__name__)
@@ -330,10 +330,8 @@ class MaskRCNN:
             self.history = [row for row in self.history if row["epoch"] < self.epoch]
             if self.history:
                 checkpoints.write_csv(os.path.join(self.log_dir, checkpoints.CSV_NAME), self.history)
-            callbacks += [
-                keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
-                checkpoint,
-            ]
+            board = tensorboard_callback(self.log_dir)
+            callbacks += ([board] if board is not None else []) + [checkpoint]
         if config.PRECISE_BN_BATCHES:
             if tf_config is None:  # before the checkpoint: it saves the recomputed statistics
                 callbacks.insert(1, PreciseBatchNorm(

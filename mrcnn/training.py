@@ -8,6 +8,7 @@ as usual.
 
 from __future__ import annotations
 
+import logging
 import re
 
 import keras
@@ -17,6 +18,8 @@ from keras import ops
 from mrcnn import ops as mops
 from mrcnn.checkpoints import AtomicCheckpoint, TrainingDiverged  # noqa: F401  (re-exported)
 from mrcnn.losses import LOSS_NAMES
+
+logger = logging.getLogger(__name__)
 
 # Matterport's presets for MaskRCNN.train(layers=...)
 LAYER_PRESETS = {
@@ -165,3 +168,16 @@ class StopOnNonFinite(keras.callbacks.Callback):
                 f"{last or 'the one training started from (none written in this call)'}. Try a lower learning "
                 f"rate (e.g. a 0.1 factor in --schedule), GRADIENT_CLIP_NORM, or look for bad boxes or masks "
                 f"in the data (mrcnn.visualize.display_instances on a few training images).")
+
+
+def tensorboard_callback(log_dir):
+    """Keras's TensorBoard callback where its summary writer can be imported (TensorFlow installed, whatever the
+    Keras backend), else None and a one-line notice: training logs to the progress bar and the CSV anyway."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        logger.warning("TensorBoard logging is off: its summary writer needs TensorFlow, which is not installed "
+                       "(the losses still go to the progress bar and %s/training_log.csv)", log_dir)
+        return None
+    return keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False)
+

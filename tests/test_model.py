@@ -289,3 +289,18 @@ def test_inference_mask_head_on_the_detections_there_are(tmp_path, shapes):
     for b, n in enumerate(counts):
         np.testing.assert_allclose(got[3][b, :n], expected[3][b, :n], rtol=1e-4, atol=1e-5)
     assert counts.max() < config.DETECTION_MAX_INSTANCES and not got[3][:, counts.max():].any()
+
+
+def test_tensorboard_is_optional(tmp_path, monkeypatch, caplog):
+    import importlib.util
+
+    import keras
+
+    from mrcnn.training import tensorboard_callback
+
+    assert isinstance(tensorboard_callback(str(tmp_path)), keras.callbacks.TensorBoard)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
+    with caplog.at_level("WARNING"):
+        assert tensorboard_callback(str(tmp_path)) is None
+    assert "TensorBoard logging is off" in caplog.text and "training_log.csv" in caplog.text
