@@ -333,13 +333,13 @@ class MaskRCNN:
             board = tensorboard_callback(self.log_dir)
             callbacks += ([board] if board is not None else []) + [checkpoint]
         if config.PRECISE_BN_BATCHES:
-            if tf_config is None:  # before the checkpoint: it saves the recomputed statistics
+            if tf_config is None and getattr(self.strategy, "num_replicas_in_sync", 1) == 1:  # before the checkpoint
                 callbacks.insert(1, PreciseBatchNorm(
                     generator(train_dataset, config.PRECISE_BN_BATCHES, 2, workers=1, **train_kwargs),
                     config.PRECISE_BN_BATCHES))
             else:
-                logger.warning("PRECISE_BN_BATCHES is not applied with several workers (each would compute "
-                               "its own statistics); the moving averages are kept")
+                logger.warning("PRECISE_BN_BATCHES is applied on one device only, not across several GPUs or "
+                               "workers; the moving averages are kept")
         callbacks += list(custom_callbacks or [])
 
         if verbose:

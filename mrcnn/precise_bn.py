@@ -45,8 +45,8 @@ def batch_stat_layers(model):
 class BatchNormRecalibrator:
     """Recomputes the moving statistics of a model's batch-statistics layers from training batches.
 
-    model: the Keras training model (its inputs are what the batches hold); batches: a callable returning
-    an iterable of input tuples (e.g. the first N batches of a data generator).
+    model: the Keras training model; calling the recalibrator with an iterable of input tuples (what the
+    model takes, e.g. the first N batches of a data generator) sets the statistics.
     """
 
     def __init__(self, model):
@@ -54,9 +54,21 @@ class BatchNormRecalibrator:
         self.layers = batch_stat_layers(model)
         self._probe = None
         if self.layers:
-            # Each layer's input, computed as in a training step (earlier layers normalizing by batch statistics)
+            # Each layer's input, computed as in a training step (earlier layers normalizing by batch
+            # statistics), reduced in the graph to its per-channel batch mean and variance and its row count.
             probe = keras.Model(model.inputs, [outer.input for outer, _ in self.layers])
-            self._probe = _compiled(lambda inputs: probe(inputs, training=True))
+
+            def moments(inputs):
+                out = []
+                for x in probe(inputs, training=True):
+                    x = keras.ops.reshape(keras.ops.cast(x, "float32"), (-1, x.shape[-1]))
+                    rows = keras.ops.shape(x)[0]
+                    mean = keras.ops.mean(x, axis=0)
+                    var = keras.ops.mean(keras.ops.square(x - mean), axis=0)   # biased, as the layer's own
+                    out.append((mean, var, rows))
+                return out
+
+            self._probe = _compiled(moments)
 
     def __call__(self, batches):
         """Set the statistics from ``batches``; returns how many layers have batch statistics (0: nothing
@@ -69,14 +81,11 @@ class BatchNormRecalibrator:
         means = [[] for _ in self.layers]
         variances = [[] for _ in self.layers]
         for inputs in batches:
-            outputs = self._probe(tuple(inputs))
-            for i, x in enumerate(outputs):
-                x = np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float64)
-                x = x.reshape(-1, x.shape[-1])
-                if not len(x):   # e.g. the mask head of a batch without positive ROIs
+            for i, (mean, var, rows) in enumerate(self._probe(tuple(inputs))):
+                if not int(keras.ops.convert_to_numpy(rows)):   # e.g. a mask head on no positive ROI
                     continue
-                means[i].append(x.mean(axis=0))
-                variances[i].append(x.var(axis=0))   # biased, as the layer's own batch variance
+                means[i].append(keras.ops.convert_to_numpy(mean).astype(np.float64))
+                variances[i].append(keras.ops.convert_to_numpy(var).astype(np.float64))
         # The probe ran the layers in training mode, which moved their averages; restore, then replace.
         for (_, inner), (mean, var) in zip(self.layers, moving):
             inner.moving_mean.assign(mean)
