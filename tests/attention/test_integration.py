@@ -34,6 +34,7 @@ def test_config_checks_the_attention_fields():
     for overrides, name in [({"ATTENTION_STAGES": (1,)}, "ATTENTION_STAGES"),
                             ({"ATTENTION_STAGES": (4, 4)}, "ATTENTION_STAGES"),
                             ({"ATTENTION_STAGES": (4,), "ATTENTION_KERNEL": 4}, "ATTENTION_KERNEL"),
+                            ({"ATTENTION_STAGES": (4,), "ATTENTION_PROJECTION": "dense"}, "ATTENTION_PROJECTION"),
                             # stage 2 of a width-16 ResNet has 16 channels: 8 heads of depth 2 fit,
                             # 16 heads of depth 1 do not (half rows, half columns)
                             ({"ATTENTION_STAGES": (2,), "ATTENTION_HEADS": 16}, "ATTENTION_HEADS"),
