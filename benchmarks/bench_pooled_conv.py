@@ -12,26 +12,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from timing import median_seconds  # noqa: E402  (benchmarks/timing.py)
 
 from mrcnn.layers.pooled_conv import PooledConv2D  # noqa: E402
 
 
 def _median(fn, x, repeats):
-    fn(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        tf.nest.map_structure(lambda t: t.numpy(), fn(x))
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times), 4)
+    """Median seconds of ``fn(x)``, its outputs fetched to NumPy (so the work is done when timed)."""
+    return median_seconds(lambda: tf.nest.map_structure(lambda t: t.numpy(), fn(x)), repeats, digits=4)
 
 
 def main(argv=None):

@@ -86,19 +86,18 @@ class BatchNormRecalibrator:
                     continue
                 means[i].append(keras.ops.convert_to_numpy(mean).astype(np.float64))
                 variances[i].append(keras.ops.convert_to_numpy(var).astype(np.float64))
-        # The probe ran the layers in training mode, which moved their averages; restore, then replace.
-        for (_, inner), (mean, var) in zip(self.layers, moving):
-            inner.moving_mean.assign(mean)
-            inner.moving_variance.assign(var)
+        # The probe ran the layers in training mode, which moved their averages: every layer gets either
+        # the new statistics or, if no batch gave it an input (or there were no batches), its old ones back.
         restore_seed_generators(self.model, seeds)
+        for (_, inner), m, v, (old_mean, old_var) in zip(self.layers, means, variances, moving):
+            if m:
+                old_mean, old_var = np.mean(m, axis=0), np.mean(v, axis=0)
+            elif any(means):
+                logger.info("Precise BN: %s saw no input in these batches; its moving averages stay", inner.name)
+            inner.moving_mean.assign(np.asarray(old_mean).astype(inner.moving_mean.dtype))
+            inner.moving_variance.assign(np.asarray(old_var).astype(inner.moving_variance.dtype))
         if not any(means):
             raise ValueError("BatchNormRecalibrator: no batches were given")
-        for (_, inner), m, v in zip(self.layers, means, variances):
-            if not m:   # no batch gave it any input: its averages stay
-                logger.info("Precise BN: %s saw no input in these batches; its moving averages stay", inner.name)
-                continue
-            inner.moving_mean.assign(np.mean(m, axis=0).astype(inner.moving_mean.dtype))
-            inner.moving_variance.assign(np.mean(v, axis=0).astype(inner.moving_variance.dtype))
         return len(self.layers)
 
 

@@ -31,6 +31,7 @@ import glob
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 
@@ -90,10 +91,7 @@ def run_variant(name, extra, seed, args, out_dir):
 
 def mean_std(values):
     """Mean and sample standard deviation (ddof=1; 0 for one value)."""
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return mean, std
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def paired_interval(baseline, attention, confidence=CONFIDENCE):
