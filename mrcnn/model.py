@@ -445,6 +445,8 @@ class MaskRCNN:
             print(f"Processing {len(images)} images")
         for i, image in enumerate(images):
             self._check_molded_size(image, i)
+        if keras.backend.backend() != "tensorflow":
+            return self._detect_numpy(images)
         mold, unmold = self._inference_stages()
         molded = [mold.predict_on_batch(image[None]) for image in images]  # [molded image, meta] per image
         results = [None] * len(images)
@@ -472,6 +474,27 @@ class MaskRCNN:
                         n = int(count[b])
                         results[i] = {"rois": np.asarray(boxes[b, :n]), "class_ids": np.asarray(class_ids[b, :n]),
                                       "scores": np.asarray(scores[b, :n]), "masks": masks[b, :, :, :n]}
+        return results
+
+    def _detect_numpy(self, images):
+        """detect() on JAX and PyTorch: Matterport's NumPy molding (mold_inputs) and unmolding
+        (mrcnn.postprocess, the reference the exported mold and unmold models are tested against) around the
+        network. The mold model sizes its output from the image inside the graph, which JAX's tracing cannot
+        do; the network itself is the same Keras model on every backend."""
+        results = [None] * len(images)
+        molded = [self.mold_inputs([image]) for image in images]  # (molded [1, H, W, 3], meta, window) each
+        groups = {}
+        for i, (molded_image, _, _) in enumerate(molded):
+            groups.setdefault(molded_image.shape[1:], []).append(i)
+        for indices in groups.values():
+            for start in range(0, len(indices), self.config.BATCH_SIZE):
+                chunk = indices[start:start + self.config.BATCH_SIZE]
+                outputs = self._predict(np.concatenate([molded[i][0] for i in chunk]),
+                                        np.concatenate([molded[i][1] for i in chunk]))
+                for j, i in enumerate(chunk):
+                    rois, class_ids, scores, masks = unmold_detections(
+                        outputs[0][j], outputs[3][j], images[i].shape, molded[i][0].shape[1:], molded[i][2][0])
+                    results[i] = {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks}
         return results
 
     def _inference_stages(self):
