@@ -15,8 +15,12 @@ unmolding inside Keras models, mrcnn.export) with the NumPy path it replaced (``
 detection slots unmolded and pasted: the most post-processing there can be) and 0.7 (Matterport's default), and
 batched detect of 4 same-size images (IMAGES_PER_GPU=4) against 4 single calls, with the network alone beside.
 
+``--backend jax`` (or ``torch``) runs the detect and training-step timings on that Keras backend (it sets
+KERAS_BACKEND before Keras is imported) and adds each first call's seconds (JAX's compilation) and the devices
+the backend sees; ``--profile`` and ``--inference-path`` are TensorFlow's.
+
 Usage: ``python benchmarks/bench_model.py [--repeats 3] [--backbones resnet50 resnet101] [--inference-path]
-[--profile]``
+[--profile] [--backend tensorflow|jax|torch]``
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+BACKENDS = ("tensorflow", "jax", "torch")
+for _i, _arg in enumerate(sys.argv):  # Keras reads its backend once, at import: set it before that
+    if _arg.startswith("--backend"):
+        _value = _arg.partition("=")[2] or (sys.argv[_i + 1] if _i + 1 < len(sys.argv) else "")
+        if _value in BACKENDS:
+            os.environ["KERAS_BACKEND"] = _value
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -63,7 +73,10 @@ def bench_detect(backbone, repeats, logs):
         config = BenchConfig(BACKBONE=backbone, **overrides)
         model = modellib.MaskRCNN("inference", config, logs)
         image = rng.integers(0, 255, shape, dtype=np.uint8)
-        results[label] = median_seconds(lambda m=model, i=image: m.detect([i]), repeats)
+        first = {}
+        results[label] = median_seconds(lambda m=model, i=image: m.detect([i]), repeats, first=first)
+        if keras.backend.backend() != "tensorflow":
+            results[f"{label}_first_call_s"] = first["first_call_s"]
         keras.backend.clear_session()
     return results
 
@@ -83,9 +96,10 @@ def _training_setup(backbone, logs, size=512):
 def bench_train_step(backbone, repeats, logs):
     model, generator = _training_setup(backbone, logs)
     inputs, _ = generator[0]
-    seconds = median_seconds(lambda: model.keras_model.train_on_batch(tuple(inputs)), repeats)
+    first = {}
+    seconds = median_seconds(lambda: model.keras_model.train_on_batch(tuple(inputs)), repeats, first=first)
     keras.backend.clear_session()
-    return seconds
+    return seconds, first["first_call_s"]
 
 
 def _numpy_path(model, image):
@@ -195,6 +209,21 @@ def profile_detect(backbone, repeats, logs):
     return report
 
 
+def _devices(backend):
+    """What the backend computes on: JAX's devices, PyTorch's CUDA device if it uses one, else TensorFlow's."""
+    if backend == "jax":
+        import jax
+
+        return [str(d) for d in jax.devices()]
+    if backend == "torch":
+        import torch
+
+        return [torch.cuda.get_device_name(0)] if torch.cuda.is_available() else ["cpu"]
+    import tensorflow as tf
+
+    return [d.name for d in tf.config.list_logical_devices()]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -204,9 +233,16 @@ def main(argv=None):
     parser.add_argument("--profile", action="store_true",
                         help="split a 512x512 training step and a 1024x1024 detect() by stage of the graph "
                              "(benchmarks/stage_profile.py); prints Markdown tables to stderr")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="the Keras backend (default: KERAS_BACKEND, else Keras's choice)")
     args = parser.parse_args(argv)
+    backend = keras.backend.backend()
+    if args.backend and args.backend != backend:
+        parser.error(f"--backend {args.backend}: Keras already runs on {backend} (pass it on the command line)")
+    if backend != "tensorflow" and (args.profile or args.inference_path):
+        parser.error("--profile and --inference-path time TensorFlow's graph; run them without --backend")
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                          "keras": keras.__version__, "backend": keras.backend.backend()},
+                          "keras": keras.__version__, "backend": backend, "devices": _devices(backend)},
               "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as logs:
         for backbone in args.backbones:
@@ -222,10 +258,13 @@ def main(argv=None):
                 report[backbone] = {"inference_path": bench_inference_path(backbone, args.repeats, logs)}
                 print(json.dumps({backbone: report[backbone]}), file=sys.stderr)
                 continue
+            step, first_step = bench_train_step(backbone, args.repeats, logs)
             report[backbone] = {
                 "detect_s_per_image": bench_detect(backbone, args.repeats, logs),
-                "train_step_s_512x512_batch1": bench_train_step(backbone, args.repeats, logs),
+                "train_step_s_512x512_batch1": step,
             }
+            if backend != "tensorflow":
+                report[backbone]["train_first_step_s"] = first_step
             print(json.dumps({backbone: report[backbone]}), file=sys.stderr)
     json.dump(report, sys.stdout, indent=2)
     print()

@@ -16,7 +16,7 @@ LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox
 
 def smooth_l1(y_true, y_pred):
     """Elementwise smooth-L1 (Huber with delta 1): ``0.5 d^2`` below 1, ``|d| - 0.5`` above."""
-    diff = ops.abs(y_true - y_pred)
+    diff = ops.abs(ops.convert_to_tensor(y_true) - ops.convert_to_tensor(y_pred))
     less_than_one = ops.cast(diff < 1.0, diff.dtype)
     return less_than_one * 0.5 * diff ** 2 + (1.0 - less_than_one) * (diff - 0.5)
 

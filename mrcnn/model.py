@@ -548,9 +548,14 @@ class MaskRCNN:
         flat = [t for tensor in tensors for t in (tensor if isinstance(tensor, (list, tuple)) else [tensor])]
         probe = keras.Model(model.inputs, flat)
         if self.mode == "inference":
-            mold, _ = self._inference_stages()  # molded as detect() molds them
-            pairs = [mold.predict_on_batch(image[None]) for image in as_images(images, caller="run_graph")]
-            molded_images, metas = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+            images = as_images(images, caller="run_graph")
+            if keras.backend.backend() == "tensorflow":
+                mold, _ = self._inference_stages()  # molded as detect() molds them
+                pairs = [mold.predict_on_batch(image[None]) for image in images]
+                molded_images, metas = (np.concatenate([p[0] for p in pairs]),
+                                        np.concatenate([p[1] for p in pairs]))
+            else:  # as detect() molds them there (see _detect_numpy)
+                molded_images, metas, _ = self.mold_inputs(images)
             if image_metas is not None:
                 metas = image_metas
             values = probe.predict_on_batch(self._inference_inputs(molded_images, metas))

@@ -45,9 +45,10 @@ def greedy_nms_padded(boxes, scores, max_output_size, iou_threshold, score_thres
     scores = ops.cast(scores, "float32")
     count = scores.shape[1]
     max_output_size = int(max_output_size)
-    # Decreasing score, equal scores by increasing index (top_k keeps the lower index first)
-    sorted_scores, order = ops.top_k(scores, k=count, sorted=True)
-    order = ops.cast(order, "int32")
+    # Decreasing score, equal scores by increasing index: a stable argsort of the negated scores (keras.ops.argsort
+    # is stable on every backend; torch.topk, which ops.top_k is on PyTorch, orders ties as it likes)
+    order = ops.cast(ops.argsort(-scores, axis=-1), "int32")
+    sorted_scores = ops.take_along_axis(scores, order, axis=1)
     sorted_boxes = ops.take_along_axis(boxes, order[:, :, None], axis=1)
     standing = ops.ones_like(sorted_scores, dtype="bool")
     if score_threshold is not None:

@@ -26,6 +26,7 @@ def apply_box_deltas(boxes, deltas):
 
     The log-scale deltas are capped at :data:`MAX_LOG_SCALE` (a 62.5x growth).
     """
+    boxes, deltas = ops.convert_to_tensor(boxes), ops.convert_to_tensor(deltas)  # (NumPy arrays on every backend)
     height = boxes[..., 2] - boxes[..., 0]
     width = boxes[..., 3] - boxes[..., 1]
     center_y = boxes[..., 0] + 0.5 * height + deltas[..., 0] * height
@@ -39,6 +40,7 @@ def apply_box_deltas(boxes, deltas):
 
 def box_refinement(boxes, gt_boxes):
     """Deltas ``[..., (dy, dx, log(dh), log(dw))]`` turning ``boxes`` into ``gt_boxes`` (same shapes)."""
+    boxes, gt_boxes = ops.convert_to_tensor(boxes), ops.convert_to_tensor(gt_boxes)
     height = boxes[..., 2] - boxes[..., 0]
     width = boxes[..., 3] - boxes[..., 1]
     center_y = boxes[..., 0] + 0.5 * height
@@ -56,6 +58,7 @@ def box_refinement(boxes, gt_boxes):
 
 def clip_boxes(boxes, window):
     """Clip ``[..., 4]`` boxes to ``window`` ``(y1, x1, y2, x2)``, broadcastable to ``[..., 4]``."""
+    boxes, window = ops.convert_to_tensor(boxes), ops.convert_to_tensor(window)
     wy1, wx1, wy2, wx2 = window[..., 0], window[..., 1], window[..., 2], window[..., 3]
     y1 = ops.maximum(ops.minimum(boxes[..., 0], wy2), wy1)
     x1 = ops.maximum(ops.minimum(boxes[..., 1], wx2), wx1)
@@ -75,6 +78,7 @@ def norm_boxes(boxes, shape):
 
 def denorm_boxes(boxes, shape):
     """Normalized boxes to int32 pixel boxes; inverse of :func:`norm_boxes`."""
+    boxes = ops.convert_to_tensor(boxes)
     h = ops.cast(shape[0], "float32")
     w = ops.cast(shape[1], "float32")
     scale = ops.stack([h - 1.0, w - 1.0, h - 1.0, w - 1.0])
@@ -84,6 +88,7 @@ def denorm_boxes(boxes, shape):
 
 def overlaps(boxes1, boxes2):
     """IoU ``[..., N1, N2]`` of ``[..., N1, 4]`` and ``[..., N2, 4]`` boxes (shared leading axes)."""
+    boxes1, boxes2 = ops.convert_to_tensor(boxes1), ops.convert_to_tensor(boxes2)
     b1 = ops.expand_dims(boxes1, -2)
     b2 = ops.expand_dims(boxes2, -3)
     y1 = ops.maximum(b1[..., 0], b2[..., 0])
@@ -156,8 +161,13 @@ def crop_and_resize(images, boxes, box_indices, crop_size, xla=True):
     w_max = ops.cast(width - 1, "float32")
     in_y = _sample_positions(boxes[:, 0], boxes[:, 2], h_max, crop_h)  # [N, h]
     in_x = _sample_positions(boxes[:, 1], boxes[:, 3], w_max, crop_w)  # [N, w]
-    valid_y = ops.logical_and(in_y >= 0.0, in_y <= h_max)
-    valid_x = ops.logical_and(in_x >= 0.0, in_x <= w_max)
+    # A sample beyond [0, H - 1] is 0, with a margin of a few float32 roundings of the position: XLA turns the
+    # division by (count - 1) into a multiplication by its reciprocal, which put the last sample of a box that
+    # ends on the last pixel centre 5e-7 beyond it (the last mask-target row of a ground-truth ROI with mini
+    # masks, seen on JAX). Inside the margin the edge pixel is sampled, as at the edge itself.
+    margin_y, margin_x = h_max * 2.0 ** -20, w_max * 2.0 ** -20
+    valid_y = ops.logical_and(in_y >= -margin_y, in_y <= h_max + margin_y)
+    valid_x = ops.logical_and(in_x >= -margin_x, in_x <= w_max + margin_x)
     top, left = ops.floor(in_y), ops.floor(in_x)
     y_lerp, x_lerp = in_y - top, in_x - left
     max_y, max_x = ops.cast(height - 1, "int32"), ops.cast(width - 1, "int32")

@@ -1,6 +1,12 @@
 """Shared fixtures: tiny configs and synthetic data sets. Nothing here touches the network."""
 
 import os
+import sys
+
+# tests/run_backends.py runs the JAX and PyTorch tests as a user without TensorFlow would: with this set, an
+# import of tensorflow fails and importlib.util.find_spec("tensorflow") answers None, as if it were not installed.
+if os.environ.get("MRCNN_TEST_HIDE_TENSORFLOW") == "1":
+    sys.modules["tensorflow"] = None
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -86,3 +92,40 @@ class TinyModelConfig(TinyConfig):
     MASK_HEAD_SIZE = 16
     STEPS_PER_EPOCH = 2
     VALIDATION_STEPS = 1
+
+
+def _keras_backend():
+    import keras
+
+    return keras.backend.backend()
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Off TensorFlow, a test module that marks nothing for other backends is not even imported (it may import
+    TensorFlow at its top, which tests/run_backends.py hides)."""
+    if collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    if _keras_backend() == "tensorflow":
+        return None
+    text = collection_path.read_text(encoding="utf-8")
+    return True if "all_backends" not in text and "off_tensorflow" not in text else None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Which tests run on which Keras backend (KERAS_BACKEND, as ``import mrcnn`` resolved it).
+
+    On TensorFlow every test runs but those marked ``off_tensorflow`` (they compare another backend against
+    TensorFlow). On JAX and PyTorch only the tests marked ``all_backends`` or ``off_tensorflow`` run: the others
+    test TensorFlow's own parts (its kernels, XLA, tf.distribute, SavedModel and ONNX export, the CLI jobs).
+    The rest are deselected (pytest's summary counts them), not skipped; tests/run_backends.py runs both.
+    """
+    backend = _keras_backend()
+    if backend == "tensorflow":
+        keep = [item for item in items if item.get_closest_marker("off_tensorflow") is None]
+    else:
+        keep = [item for item in items
+                if item.get_closest_marker("all_backends") or item.get_closest_marker("off_tensorflow")]
+    if len(keep) != len(items):
+        kept = {id(item) for item in keep}
+        config.hook.pytest_deselected(items=[item for item in items if id(item) not in kept])
+        items[:] = keep

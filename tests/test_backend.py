@@ -9,6 +9,8 @@ import pytest
 
 from mrcnn import backend
 
+pytestmark = pytest.mark.all_backends  # also on JAX and PyTorch (tests/run_backends.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -10,6 +10,8 @@ from mrcnn import checkpoints
 from mrcnn.training import SGD
 from mrcnn.weights import load_weights, save_weights
 
+pytestmark = pytest.mark.all_backends  # also on JAX and PyTorch (tests/run_backends.py)
+
 
 def _model():
     inputs = keras.Input((3,))

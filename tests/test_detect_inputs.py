@@ -9,6 +9,8 @@ from mrcnn import model as modellib
 from mrcnn.inputs import as_images
 from tests.conftest import TinyModelConfig
 
+pytestmark = pytest.mark.all_backends  # also on JAX and PyTorch (tests/run_backends.py)
+
 RNG = np.random.default_rng(0)
 IMAGE = RNG.integers(0, 256, (90, 140, 3), dtype=np.uint8)
 FLOAT01 = IMAGE.astype(np.float32) / 255.0  # exact multiples of 1/255: scales back to IMAGE

@@ -5,6 +5,8 @@ import pytest
 
 from mrcnn import losses
 
+pytestmark = pytest.mark.all_backends  # also on JAX and PyTorch (tests/run_backends.py)
+
 
 def _ce(logits, target):
     logits = logits - logits.max(-1, keepdims=True)

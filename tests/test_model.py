@@ -1,6 +1,7 @@
 """MaskRCNN facade: layer names, presets, training logs, checkpoints and resume, detect."""
 
 import csv
+import importlib.util
 import logging
 import os
 import re
@@ -56,6 +57,7 @@ def shapes():
     return shapes_data(12, seed=7)
 
 
+@pytest.mark.all_backends
 def test_layer_presets_select_matterports_layers(tmp_path):
     model = modellib.MaskRCNN("training", TinyModelConfig(), tmp_path)
     heads = set(model.set_trainable("heads", verbose=0))
@@ -71,6 +73,7 @@ def test_layer_presets_select_matterports_layers(tmp_path):
         "mrcnn_mask_deconv", "mrcnn_mask"}
 
 
+@pytest.mark.all_backends
 def test_no_objects_gives_zero_box_and_mask_loss(tmp_path, shapes):
     model = modellib.MaskRCNN("training", TinyModelConfig(TRAIN_ADD_GT_PROPOSALS=True), tmp_path, seed=0)
     inputs, _ = DataGenerator(shapes, model.config, seed=0)[0]
@@ -86,6 +89,7 @@ def test_no_objects_gives_zero_box_and_mask_loss(tmp_path, shapes):
     assert all(np.isfinite(v) for v in losses.values())
 
 
+@pytest.mark.all_backends
 def test_training_logs_checkpoints_and_resume(tmp_path, shapes, caplog):
     config = TinyModelConfig(TRAIN_ADD_GT_PROPOSALS=True)
     model = modellib.MaskRCNN("training", config, tmp_path, seed=0)
@@ -96,7 +100,9 @@ def test_training_logs_checkpoints_and_resume(tmp_path, shapes, caplog):
     run = model.log_dir
     assert sorted(f for f in os.listdir(run) if f.endswith(".h5")) == [
         "mask_rcnn_tinymodel_0001.h5", "mask_rcnn_tinymodel_0002.h5"]
-    assert any(f.startswith("events") for _, _, files in os.walk(run) for f in files)  # TensorBoard
+    events = any(f.startswith("events") for _, _, files in os.walk(run) for f in files)
+    # TensorBoard's events where its writer (TensorFlow) is importable, else one notice (tests/run_backends.py)
+    assert events if importlib.util.find_spec("tensorflow") else "TensorBoard logging is off" in caplog.text
     with open(os.path.join(run, "training_log.csv")) as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["0", "1"]
@@ -124,12 +130,14 @@ def test_training_logs_checkpoints_and_resume(tmp_path, shapes, caplog):
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1", "2"]
 
 
+@pytest.mark.all_backends
 def test_find_last_without_checkpoints_is_a_clear_error(tmp_path):
     model = modellib.MaskRCNN("inference", TinyModelConfig(), tmp_path)
     with pytest.raises(FileNotFoundError, match="tinymodel"):
         model.find_last()
 
 
+@pytest.mark.all_backends
 def test_detect_any_number_of_images_of_any_size(tmp_path, shapes):
     config = TinyModelConfig(IMAGES_PER_GPU=2, DETECTION_MIN_CONFIDENCE=0.0)
     model = modellib.MaskRCNN("inference", config, tmp_path)
@@ -154,6 +162,7 @@ def test_detect_any_number_of_images_of_any_size(tmp_path, shapes):
         model.detect([np.zeros((8, 8, 5))])
 
 
+@pytest.mark.all_backends
 def test_run_graph_returns_named_intermediate_outputs(tmp_path, shapes):
     model = modellib.MaskRCNN("inference", TinyModelConfig(IMAGES_PER_GPU=1), tmp_path)
     out = model.run_graph([shapes.load_image(1)], [("proposals", "ROI"), ("detections", "mrcnn_detection"),
@@ -163,6 +172,7 @@ def test_run_graph_returns_named_intermediate_outputs(tmp_path, shapes):
     assert out["p2"].shape == (1, 32, 32, 32)
 
 
+@pytest.mark.all_backends
 def test_run_graph_in_training_mode_returns_multi_output_layers(tmp_path, shapes):
     config = TinyModelConfig(TRAIN_ADD_GT_PROPOSALS=True, IMAGES_PER_GPU=1)
     model = modellib.MaskRCNN("training", config, tmp_path, seed=0)
@@ -174,6 +184,7 @@ def test_run_graph_in_training_mode_returns_multi_output_layers(tmp_path, shapes
     assert (class_ids > 0).any()  # the ground-truth boxes join the proposals
 
 
+@pytest.mark.all_backends
 def test_gradients_are_clipped_by_their_global_norm_as_in_matterport(tmp_path):
     import keras
 
@@ -182,14 +193,15 @@ def test_gradients_are_clipped_by_their_global_norm_as_in_matterport(tmp_path):
     optimizer = model.keras_model.optimizer
     variables = [keras.Variable(np.zeros(2, np.float32)), keras.Variable(np.zeros(2, np.float32))]
     grads = [np.array([30.0, 40.0], np.float32), np.array([6.0, 8.0], np.float32)]  # norms 50 and 10
-    optimizer.apply_gradients(zip(grads, variables))
+    optimizer.apply_gradients(zip([keras.ops.convert_to_tensor(g) for g in grads], variables))
     scale = 5.0 / np.sqrt(50.0**2 + 10.0**2)  # one factor for the whole set, not 5/50 and 5/10
     for grad, variable in zip(grads, variables):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), -grad * scale, rtol=1e-5)
     # under the bound: untouched
     for variable in variables:
         variable.assign(np.zeros(2, np.float32))
-    optimizer.apply_gradients(zip([np.array([0.3, 0.4], np.float32), np.zeros(2, np.float32)], variables))
+    optimizer.apply_gradients(zip([keras.ops.convert_to_tensor(np.array([0.3, 0.4], np.float32)),
+                                   keras.ops.zeros(2)], variables))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(variables[0]), [-0.3, -0.4], rtol=1e-5)
 
 
@@ -236,6 +248,7 @@ def test_mask_head_on_positive_slots_gives_matterports_losses_and_masks(tmp_path
     assert not positive[6][:, computed:].any()  # (the equal mask losses say every positive was computed)
 
 
+@pytest.mark.all_backends
 def test_a_second_train_call_with_the_same_layers_reuses_the_traced_step(tmp_path, shapes):
     """Matterport users call train() once per stage; a call training the same layers as the last keeps the
     compiled step and resets the optimizer as a new one would start: the weights come out as with a fresh
@@ -291,6 +304,7 @@ def test_inference_mask_head_on_the_detections_there_are(tmp_path, shapes):
     assert counts.max() < config.DETECTION_MAX_INSTANCES and not got[3][:, counts.max():].any()
 
 
+@pytest.mark.all_backends
 def test_tensorboard_is_optional(tmp_path, monkeypatch, caplog):
     import importlib.util
 
@@ -298,7 +312,11 @@ def test_tensorboard_is_optional(tmp_path, monkeypatch, caplog):
 
     from mrcnn.training import tensorboard_callback
 
-    assert isinstance(tensorboard_callback(str(tmp_path)), keras.callbacks.TensorBoard)
+    callback = tensorboard_callback(str(tmp_path))
+    if importlib.util.find_spec("tensorflow") is not None:  # (hidden by tests/run_backends.py)
+        assert isinstance(callback, keras.callbacks.TensorBoard)
+    else:
+        assert callback is None
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
     with caplog.at_level("WARNING"):

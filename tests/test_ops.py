@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 from keras import ops
 
 from mrcnn import ops as mops
@@ -13,6 +14,7 @@ def _random_boxes(rng, n, scale=1.0):
     return np.concatenate([corner, corner + rng.uniform(0.05, 0.3, (n, 2)) * scale], axis=1).astype(np.float32)
 
 
+@pytest.mark.all_backends
 def test_box_math_matches_numpy():
     rng = np.random.default_rng(0)
     boxes, targets = _random_boxes(rng, 20), _random_boxes(rng, 20)
@@ -33,6 +35,7 @@ def test_box_math_matches_numpy():
     np.testing.assert_allclose(batched[1], utils.compute_overlaps(targets, boxes), atol=1e-6)
 
 
+@pytest.mark.all_backends
 def test_norm_denorm_and_clip():
     pixel = np.array([[0, 0, 100, 200], [10, 20, 51, 101]])
     normalized = ops.convert_to_numpy(mops.norm_boxes(pixel, (100, 200)))
@@ -44,6 +47,7 @@ def test_norm_denorm_and_clip():
     np.testing.assert_allclose(clipped, [[[0.0, 0.2, 0.5, 1.0]], [[0.35, 0.3, 0.4, 0.4]]])
 
 
+@pytest.mark.all_backends
 def test_nms_padded_matches_numpy_nms():
     rng = np.random.default_rng(1)
     boxes = np.stack([_random_boxes(rng, 60), _random_boxes(rng, 60)])
@@ -56,6 +60,7 @@ def test_nms_padded_matches_numpy_nms():
         assert not valid[b][len(expected):].any() and (ix[b][~valid[b]] == 0).all()
 
 
+@pytest.mark.all_backends
 def test_crop_and_resize_samples_pixel_centres_at_box_corners():
     image = np.arange(5 * 5, dtype=np.float32).reshape(1, 5, 5, 1)
     # The box from pixel (1, 1) to pixel (3, 3) in normalized coordinates (size - 1 = 4)
@@ -113,8 +118,45 @@ def test_crop_and_resize_compiles_with_xla_and_keeps_the_images_dtype():
     np.testing.assert_allclose(ops.convert_to_numpy(ops.cast(low, "float32")), expected, atol=0.1)
 
 
+@pytest.mark.all_backends
 def test_first_argmax_equals_argmax_ties_included():
     rng = np.random.default_rng(3)
     values = rng.integers(0, 4, (50, 7)).astype(np.float32)  # many ties
     values[0] = 0.0
     np.testing.assert_array_equal(ops.convert_to_numpy(mops.first_argmax(values)), np.argmax(values, axis=-1))
+
+
+def _compiled(fn):
+    """``fn`` as the backend compiles a model's step: XLA on TensorFlow and JAX, eager on PyTorch."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True)
+    if backend == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
+
+
+@pytest.mark.all_backends
+def test_compiled_crop_keeps_the_samples_on_the_last_pixel_centre():
+    """A box from the first to the last pixel centre samples the edge rows and columns, compiled too (XLA's
+    reciprocal of the divisor put the last sample a rounding error outside, where samples are 0); the mini-mask
+    frame of a ground-truth ROI, ``(roi - gt) / gt_size``, is such a box."""
+    image = np.arange(1.0, 65.0, dtype=np.float32).reshape(1, 8, 8, 1)
+    gt = np.array([0.1, 0.1, 0.5, 0.5], np.float32)
+    frame = (gt - np.array([0.1, 0.1, 0.1, 0.1], np.float32)) / np.float32(0.4)  # [0, 0, 1, 1]
+
+    def crop(boxes_gt, roi):
+        height = boxes_gt[2] - boxes_gt[0]
+        boxes = ops.stack([(roi[0] - boxes_gt[0]) / height, (roi[1] - boxes_gt[1]) / height,
+                           (roi[2] - boxes_gt[0]) / height, (roi[3] - boxes_gt[1]) / height])[None]
+        return mops.crop_and_resize(ops.convert_to_tensor(image), boxes, ops.zeros((1,), "int32"), (4, 4))
+
+    got = ops.convert_to_numpy(_compiled(crop)(ops.convert_to_tensor(gt), ops.convert_to_tensor(gt)))[0, :, :, 0]
+    assert frame.tolist() == [0.0, 0.0, 1.0, 1.0]
+    positions = np.linspace(0.0, 7.0, 4)  # pixel value = 1 + 8 * row + column, linear in both
+    np.testing.assert_allclose(got[-1], 57.0 + positions, rtol=1e-5)       # the last row, not zeros
+    np.testing.assert_allclose(got[:, -1], 8.0 + 8.0 * positions, rtol=1e-5)  # the last column

@@ -11,6 +11,8 @@ from mrcnn.data.generator import DataGenerator
 from mrcnn.precise_bn import BatchNormRecalibrator, batch_stat_layers
 from tests.conftest import TinyModelConfig, shapes_data
 
+pytestmark = pytest.mark.all_backends  # also on JAX and PyTorch (tests/run_backends.py)
+
 
 def _small_model():
     keras.utils.set_random_seed(0)

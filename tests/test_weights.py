@@ -8,6 +8,8 @@ from mrcnn.graph import build_inference_model, build_training_model
 from mrcnn.weights import WeightsFileError, WeightsMismatchError, load_weights, save_weights
 from tests.conftest import TinyModelConfig
 
+pytestmark = pytest.mark.all_backends  # also on JAX and PyTorch (tests/run_backends.py)
+
 HEADS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask"]
 
 

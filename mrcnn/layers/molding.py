@@ -17,6 +17,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from mrcnn.anchors import generate_pyramid_anchors
+from mrcnn.boxes import norm_boxes
 from mrcnn.layers.wiring import Float32Layer
 
 INFERENCE_MODES = ("square", "pad64", "none")
@@ -183,9 +185,15 @@ class ImageAnchors(Float32Layer):
         self.ratios = [float(r) for r in ratios]
         self.feature_strides = [int(s) for s in feature_strides]
         self.anchor_stride = int(anchor_stride)
+        self._cache_key, self._cache = None, None  # the NumPy anchors of the last size (JAX, PyTorch)
 
     def call(self, image):
         shape = ops.shape(image)
+        if keras.backend.backend() != "tensorflow" and all(isinstance(v, int) for v in image.shape[1:3]):
+            # JAX and PyTorch call the model with concrete sizes: the NumPy anchors (float64, as get_anchors;
+            # JAX computes in float32 unless x64 is on, and cannot take sizes from traced values)
+            anchors = ops.convert_to_tensor(self._numpy_anchors(image.shape[1], image.shape[2]))
+            return ops.broadcast_to(anchors[None], (shape[0],) + tuple(anchors.shape))
         height, width = ops.cast(shape[1], "float64"), ops.cast(shape[2], "float64")
         ratios = np.asarray(self.ratios, dtype=np.float64)
         levels = []
@@ -209,6 +217,15 @@ class ImageAnchors(Float32Layer):
         shift = ops.convert_to_tensor([0.0, 0.0, 1.0, 1.0], "float64")
         anchors = ops.cast((anchors - shift) / scale, "float32")
         return ops.broadcast_to(anchors[None], (shape[0], ops.shape(anchors)[0], 4))
+
+    def _numpy_anchors(self, height, width):
+        key = (height, width)
+        if self._cache_key != key:
+            shapes = [[-(-height // stride), -(-width // stride)] for stride in self.feature_strides]
+            anchors = generate_pyramid_anchors(self.scales, self.ratios, shapes, self.feature_strides,
+                                               self.anchor_stride)
+            self._cache_key, self._cache = key, norm_boxes(anchors, key)
+        return self._cache
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], None, 4)

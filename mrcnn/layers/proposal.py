@@ -47,6 +47,10 @@ class ProposalLayer(layers.Layer):
         proposals = mops.gather_rows(boxes, keep)
         return proposals * ops.cast(valid, proposals.dtype)[..., None]
 
+    def compute_output_shape(self, rpn_probs_shape, rpn_bbox_shape, anchors_shape):
+        # (declared, not traced: JAX cannot trace min(PRE_NMS_LIMIT, anchors) for inputs of unknown size)
+        return (rpn_probs_shape[0], self.proposal_count, 4)
+
     def get_config(self):
         return {**super().get_config(), "proposal_count": self.proposal_count,
                 "nms_threshold": self.nms_threshold, "pre_nms_limit": self.pre_nms_limit,

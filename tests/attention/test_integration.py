@@ -8,6 +8,8 @@ from mrcnn.config import ConfigError
 from mrcnn.training import layers_regex
 from tests.conftest import TinyConfig
 
+pytestmark = pytest.mark.all_backends  # also on JAX and PyTorch (tests/run_backends.py)
+
 
 class SmallResNetConfig(TinyConfig):
     """A real ResNet-50 graph, narrow (width 16) and on 64x64 images, so it builds in seconds."""

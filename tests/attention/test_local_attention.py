@@ -6,6 +6,8 @@ import pytest
 
 from attention import LocalSelfAttention2D
 
+pytestmark = pytest.mark.all_backends  # also on JAX and PyTorch (tests/run_backends.py)
+
 
 def naive_local_attention(x, wq, wk, wv, row_emb, col_emb, kernel_size, heads, strides):
     """Ramachandran et al. 2019, eq. 2-3, one output pixel and one head at a time.

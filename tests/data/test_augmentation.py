@@ -8,6 +8,8 @@ import mrcnn  # noqa: F401  (restores the numpy aliases imgaug needs)
 from mrcnn import utils
 from mrcnn.data import augment_image_and_masks
 
+pytestmark = pytest.mark.all_backends  # also on JAX and PyTorch (tests/run_backends.py)
+
 
 def imgaug_augmenters():
     import imgaug.augmenters as iaa

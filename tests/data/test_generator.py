@@ -6,6 +6,8 @@ from mrcnn.data.generator import DataGenerator, data_generator
 from mrcnn.shapes import ShapesDataset
 from tests.conftest import TinyConfig
 
+pytestmark = pytest.mark.all_backends  # also on JAX and PyTorch (tests/run_backends.py)
+
 
 class _CrowdOnlyShapes(ShapesDataset):
     """Image 0 holds only a crowd region (negative class id): it must be skipped like an empty one."""

@@ -6,6 +6,8 @@ from mrcnn.data import load_image_gt, parse_image_meta
 from mrcnn.data.image_meta import compose_image_meta, mold_image, unmold_image
 from tests.conftest import TinyConfig
 
+pytestmark = pytest.mark.all_backends  # also on JAX and PyTorch (tests/run_backends.py)
+
 
 def test_load_image_gt_resizes_and_builds_targets(shapes_dataset):
     config = TinyConfig()

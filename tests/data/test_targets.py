@@ -1,8 +1,11 @@
 import numpy as np
+import pytest
 
 from mrcnn import utils
 from mrcnn.data import build_rpn_targets
 from tests.conftest import TinyConfig
+
+pytestmark = pytest.mark.all_backends  # also on JAX and PyTorch (tests/run_backends.py)
 
 ANCHORS = np.array([
     [0, 0, 10, 10],        # a0: IoU 1.0 with gt 0           -> positive

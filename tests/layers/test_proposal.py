@@ -1,8 +1,11 @@
 import numpy as np
+import pytest
 from keras import ops
 
 from mrcnn import utils
 from mrcnn.layers import ProposalLayer
+
+pytestmark = pytest.mark.all_backends  # also on JAX and PyTorch (tests/run_backends.py)
 
 STD = np.array([0.1, 0.1, 0.2, 0.2])
 

@@ -7,6 +7,8 @@ from mrcnn.data.image_meta import compose_image_meta
 from mrcnn.layers import PyramidROIAlign
 from mrcnn.layers.roi_align import roi_levels
 
+pytestmark = pytest.mark.all_backends  # also on JAX and PyTorch (tests/run_backends.py)
+
 
 @pytest.mark.parametrize("side, level", [(224, 4), (112, 3), (56, 2), (20, 2), (448, 5), (1000, 5),
                                          (160, 4), (150, 3)])
