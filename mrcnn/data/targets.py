@@ -17,11 +17,24 @@ from __future__ import annotations
 import numpy as np
 
 from mrcnn.boxes import box_refinement, compute_overlaps
+from mrcnn.data.anchor_index import AnchorIndex
 
 POSITIVE_IOU = 0.7
 NEGATIVE_IOU = 0.3
 # An anchor overlapping a crowd box by at least this IoU is never used as a negative.
 CROWD_IOU = 0.001
+
+
+_indexes = []  # AnchorIndex of the last few anchors arrays (a generator passes the same array every time)
+
+
+def _index_of(anchors):
+    for index in list(_indexes):
+        if index.matches(anchors):
+            return index
+    index = AnchorIndex(anchors)
+    _indexes[:] = [index] + _indexes[:3]
+    return index
 
 
 def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config, rng=None):
@@ -48,30 +61,46 @@ def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config, rng=
     rpn_match = np.zeros([anchors.shape[0]], dtype=np.int32)
     rpn_bbox = np.zeros((budget, 4), dtype=np.float32)
 
+    index = _index_of(anchors)
     # Crowd boxes: anchors touching them are excluded from the negatives.
     crowd = gt_class_ids < 0
+    no_crowd = np.ones([anchors.shape[0]], dtype=bool)
     if crowd.any():
-        crowd_iou_max = compute_overlaps(anchors, gt_boxes[crowd]).max(axis=1)
-        no_crowd = crowd_iou_max < CROWD_IOU
-    else:
-        no_crowd = np.ones([anchors.shape[0]], dtype=bool)
+        touching, _, _ = index.pairs(gt_boxes[crowd], CROWD_IOU)
+        no_crowd[touching] = False
     gt_boxes = gt_boxes[gt_class_ids > 0]
 
+    anchor_iou_argmax = np.zeros([anchors.shape[0]], dtype=np.int64)
     if len(gt_boxes):
-        overlaps = compute_overlaps(anchors, gt_boxes)  # [anchors, gt]
-        anchor_iou_argmax = np.argmax(overlaps, axis=1)
-        anchor_iou_max = overlaps[np.arange(overlaps.shape[0]), anchor_iou_argmax]
+        # Only pairs with IoU >= NEGATIVE_IOU decide anything but "negative" (mrcnn.data.anchor_index): the
+        # same labels as Matterport's whole [anchors, gt] matrix, from the pairs that can reach 0.3.
+        pair_anchor, pair_gt, pair_iou = index.pairs(gt_boxes, NEGATIVE_IOU)
+        anchor_iou_max = np.zeros([anchors.shape[0]], dtype=np.float32)
+        # each anchor's best pair, ties to the lowest GT index (np.argmax over its row)
+        order = np.lexsort((pair_gt, -pair_iou, pair_anchor))
+        first = order[np.r_[True, pair_anchor[order][1:] != pair_anchor[order][:-1]]] if len(order) else order
+        anchor_iou_max[pair_anchor[first]] = pair_iou[first]
+        anchor_iou_argmax[pair_anchor[first]] = pair_gt[first]
         rpn_match[(anchor_iou_max < NEGATIVE_IOU) & no_crowd] = -1
-        # Each GT box's best anchor(s) are positive, ties included (Matterport's argwhere). Only
-        # anchors whose own best IoU reaches the smallest per-GT best can be one: check those rows.
-        gt_best = overlaps.max(axis=0)
-        if (gt_best > 0).any():
-            candidates = np.nonzero(anchor_iou_max >= gt_best[gt_best > 0].min())[0]
-            is_best = ((overlaps[candidates] == gt_best) & (gt_best > 0)).any(axis=1)
-            rpn_match[candidates[is_best]] = 1
+        # Each GT box's best anchor(s) are positive, ties included (Matterport's argwhere), if that IoU is
+        # above zero. A GT with a pair >= 0.3 has its best among its pairs; one without (small or oddly shaped)
+        # gets its column over all anchors.
+        gt_best = np.zeros(len(gt_boxes), dtype=np.float32)
+        np.maximum.at(gt_best, pair_gt, pair_iou)
+        best = [pair_anchor[(pair_iou == gt_best[pair_gt]) & (gt_best[pair_gt] > 0)]]
+        for j in np.flatnonzero(gt_best == 0):
+            column = compute_overlaps(anchors, gt_boxes[j:j + 1])[:, 0]
+            top = column.max()
+            if top > 0:
+                best.append(np.flatnonzero(column == top))
+        best = np.unique(np.concatenate(best))
+        # a best anchor without a pair >= 0.3 takes its argmax over its whole row
+        lonely = best[anchor_iou_max[best] < NEGATIVE_IOU]
+        if len(lonely):
+            anchor_iou_argmax[lonely] = np.argmax(compute_overlaps(anchors[lonely], gt_boxes), axis=1)
+        rpn_match[best] = 1
         rpn_match[anchor_iou_max >= POSITIVE_IOU] = 1
     else:
-        anchor_iou_argmax = np.zeros([anchors.shape[0]], dtype=np.int64)
         rpn_match[no_crowd] = -1
 
     # Balance: at most half positives, negatives fill the budget.

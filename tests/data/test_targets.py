@@ -66,3 +66,95 @@ def test_ground_truth_touching_no_anchor_does_not_make_everything_positive():
     rpn_match, _ = build_rpn_targets((128, 128, 3), ANCHORS[:2], np.array([1, 1]),
                                      np.array([[0, 0, 10, 10], [300, 300, 310, 310]]), config)
     assert rpn_match.tolist() == [1, 1]
+
+
+def _matterport_dense(anchors, gt_class_ids, gt_boxes, config, rng):
+    """Matterport's build_rpn_targets as written there: the whole [anchors, gt] IoU matrix (the reference
+    for the pruned pairs of mrcnn.data.anchor_index), with this project's crowd threshold and RNG."""
+    budget = config.RPN_TRAIN_ANCHORS_PER_IMAGE
+    rpn_match = np.zeros([anchors.shape[0]], dtype=np.int32)
+    rpn_bbox = np.zeros((budget, 4), dtype=np.float32)
+    crowd = gt_class_ids < 0
+    if crowd.any():
+        no_crowd = utils.compute_overlaps(anchors, gt_boxes[crowd]).max(axis=1) < 0.001
+    else:
+        no_crowd = np.ones([anchors.shape[0]], dtype=bool)
+    gt_boxes = gt_boxes[gt_class_ids > 0]
+    overlaps = utils.compute_overlaps(anchors, gt_boxes)
+    anchor_iou_argmax = np.argmax(overlaps, axis=1)
+    anchor_iou_max = overlaps[np.arange(overlaps.shape[0]), anchor_iou_argmax]
+    rpn_match[(anchor_iou_max < 0.3) & no_crowd] = -1
+    gt_best = overlaps.max(axis=0)
+    rpn_match[np.argwhere((overlaps == gt_best) & (gt_best > 0))[:, 0]] = 1
+    rpn_match[anchor_iou_max >= 0.7] = 1
+    positive = np.nonzero(rpn_match == 1)[0]
+    extra = len(positive) - budget // 2
+    if extra > 0:
+        rpn_match[rng.choice(positive, extra, replace=False)] = 0
+    negative = np.nonzero(rpn_match == -1)[0]
+    extra = len(negative) - (budget - np.sum(rpn_match == 1))
+    if extra > 0:
+        rpn_match[rng.choice(negative, extra, replace=False)] = 0
+    positive = np.nonzero(rpn_match == 1)[0]
+    deltas = utils.box_refinement(anchors[positive], gt_boxes[anchor_iou_argmax[positive]])
+    rpn_bbox[:len(positive)] = deltas / np.asarray(config.RPN_BBOX_STD_DEV, dtype=np.float32)
+    return rpn_match, rpn_bbox
+
+
+def _hard_gt(rng, size, anchors):
+    """Boxes of every kind: small, huge, thin, beyond the image, zero area, duplicates, copies of anchors
+    (exact ties between boxes and anchors), and crowds."""
+    count = int(rng.integers(1, 40))
+    y1, x1 = rng.uniform(-0.1 * size, size, (2, count))
+    h, w = np.exp(rng.uniform(np.log(1.0), np.log(size), (2, count)))
+    boxes = np.stack([y1, x1, y1 + h, x1 + w], axis=1)
+    boxes[::9, 3] = boxes[::9, 1] + 1.5                                           # thin
+    boxes[1::11] = anchors[rng.integers(0, len(anchors), len(boxes[1::11]))]       # exactly an anchor
+    boxes[2::13] = boxes[1::13][:len(boxes[2::13])]                                # duplicates
+    boxes[3::17, 2] = boxes[3::17, 0]                                              # zero area
+    class_ids = rng.integers(1, 4, count)
+    class_ids[rng.random(count) < 0.15] = -1                                       # crowds
+    return np.round(boxes).astype(np.int32), class_ids.astype(np.int32)
+
+
+@pytest.mark.parametrize("size,scales,seed", [(128, (8, 16, 32, 64, 128), 0), (128, (8, 16, 32, 64, 128), 1),
+                                              (256, (16, 32, 64, 128, 256), 2), (320, (32, 64, 128, 256, 512), 3)])
+def test_pruned_pairs_give_matterports_dense_targets(size, scales, seed):
+    """The same labels and deltas (bit for bit, same random sub-sampling) as Matterport's whole IoU matrix,
+    on many random images with the hard cases."""
+    from mrcnn.anchors import generate_pyramid_anchors
+
+    config = TinyConfig(IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size, RPN_ANCHOR_SCALES=scales,
+                        RPN_TRAIN_ANCHORS_PER_IMAGE=64)
+    anchors = generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
+                                       config.feature_shapes(), config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
+    rng = np.random.default_rng(seed)
+    positives = 0
+    for case in range(25):
+        gt_boxes, gt_class_ids = _hard_gt(rng, size, anchors)
+        if not (gt_class_ids > 0).any():
+            continue
+        got = build_rpn_targets(config.IMAGE_SHAPE, anchors, gt_class_ids, gt_boxes, config,
+                                rng=np.random.default_rng(case))
+        expected = _matterport_dense(anchors, gt_class_ids, gt_boxes, config, np.random.default_rng(case))
+        np.testing.assert_array_equal(got[0], expected[0], err_msg=f"rpn_match, case {case}")
+        np.testing.assert_array_equal(got[1], expected[1], err_msg=f"rpn_bbox, case {case}")
+        positives += int((got[0] == 1).sum())
+    assert positives > 0
+
+
+def test_anchors_that_are_no_grid_and_changed_anchors():
+    """Anchors in no grid (random boxes) are matched whole, and an index is not reused for other anchors."""
+    rng = np.random.default_rng(7)
+    config = TinyConfig(RPN_TRAIN_ANCHORS_PER_IMAGE=64)
+    corners = rng.uniform(0, 120, (500, 2))
+    anchors = np.concatenate([corners, corners + rng.uniform(4, 60, (500, 2))], axis=1)
+    for _ in range(3):
+        gt_boxes, gt_class_ids = _hard_gt(rng, 128, anchors)
+        gt_class_ids[0] = 1
+        got = build_rpn_targets(config.IMAGE_SHAPE, anchors, gt_class_ids, gt_boxes, config,
+                                rng=np.random.default_rng(0))
+        expected = _matterport_dense(anchors, gt_class_ids, gt_boxes, config, np.random.default_rng(0))
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+        anchors[:10] += 3.0  # the same array, changed in place: a new index
