@@ -450,31 +450,33 @@ class MaskRCNN:
         mold, unmold = self._inference_stages()
         molded = [mold.predict_on_batch(image[None]) for image in images]  # [molded image, meta] per image
         results = [None] * len(images)
-        # The network runs on images that molded to the same size together, at most BATCH_SIZE at a time.
+        for chunk in self._network_batches([m[0].shape for m in molded]):
+            outputs = self._predict(_stacked([molded[i][0] for i in chunk]), _stacked([molded[i][1] for i in chunk]))
+            # unmolded together where the original images have one size
+            same_size = {}
+            for j, i in enumerate(chunk):
+                same_size.setdefault(images[i].shape, []).append(j)
+            for rows in same_size.values():
+                picked = [chunk[j] for j in rows]
+                whole = len(rows) == len(chunk)  # (no copy of the network's 28x28xC masks then)
+                boxes, class_ids, scores, pixels, count = unmold.predict_on_batch(
+                    [outputs[0] if whole else outputs[0][rows], outputs[3] if whole else outputs[3][rows],
+                     _stacked([molded[i][1] for i in picked])])
+                masks = export.masks_from_pixels(pixels, images[picked[0]].shape, boxes.shape[:2])
+                for b, i in enumerate(picked):
+                    n = int(count[b])
+                    results[i] = {"rois": np.asarray(boxes[b, :n]), "class_ids": np.asarray(class_ids[b, :n]),
+                                  "scores": np.asarray(scores[b, :n]), "masks": masks[b, :, :, :n]}
+        return results
+
+    def _network_batches(self, molded_shapes):
+        """Indices of the images the network runs on together: the same molded size, at most BATCH_SIZE."""
         groups = {}
-        for i, (molded_image, _) in enumerate(molded):
-            groups.setdefault(molded_image.shape[1:], []).append(i)
+        for i, shape in enumerate(molded_shapes):
+            groups.setdefault(tuple(shape[1:]), []).append(i)
         for indices in groups.values():
             for start in range(0, len(indices), self.config.BATCH_SIZE):
-                chunk = indices[start:start + self.config.BATCH_SIZE]
-                outputs = self._predict(_stacked([molded[i][0] for i in chunk]),
-                                        _stacked([molded[i][1] for i in chunk]))
-                # unmolded together where the original images have one size
-                same_size = {}
-                for j, i in enumerate(chunk):
-                    same_size.setdefault(images[i].shape, []).append(j)
-                for rows in same_size.values():
-                    picked = [chunk[j] for j in rows]
-                    whole = len(rows) == len(chunk)  # (no copy of the network's 28x28xC masks then)
-                    boxes, class_ids, scores, pixels, count = unmold.predict_on_batch(
-                        [outputs[0] if whole else outputs[0][rows], outputs[3] if whole else outputs[3][rows],
-                         _stacked([molded[i][1] for i in picked])])
-                    masks = export.masks_from_pixels(pixels, images[picked[0]].shape, boxes.shape[:2])
-                    for b, i in enumerate(picked):
-                        n = int(count[b])
-                        results[i] = {"rois": np.asarray(boxes[b, :n]), "class_ids": np.asarray(class_ids[b, :n]),
-                                      "scores": np.asarray(scores[b, :n]), "masks": masks[b, :, :, :n]}
-        return results
+                yield indices[start:start + self.config.BATCH_SIZE]
 
     def _detect_numpy(self, images):
         """detect() on JAX and PyTorch: Matterport's NumPy molding (mold_inputs) and unmolding
@@ -483,18 +485,13 @@ class MaskRCNN:
         do; the network itself is the same Keras model on every backend."""
         results = [None] * len(images)
         molded = [self.mold_inputs([image]) for image in images]  # (molded [1, H, W, 3], meta, window) each
-        groups = {}
-        for i, (molded_image, _, _) in enumerate(molded):
-            groups.setdefault(molded_image.shape[1:], []).append(i)
-        for indices in groups.values():
-            for start in range(0, len(indices), self.config.BATCH_SIZE):
-                chunk = indices[start:start + self.config.BATCH_SIZE]
-                outputs = self._predict(np.concatenate([molded[i][0] for i in chunk]),
-                                        np.concatenate([molded[i][1] for i in chunk]))
-                for j, i in enumerate(chunk):
-                    rois, class_ids, scores, masks = unmold_detections(
-                        outputs[0][j], outputs[3][j], images[i].shape, molded[i][0].shape[1:], molded[i][2][0])
-                    results[i] = {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks}
+        for chunk in self._network_batches([m[0].shape for m in molded]):
+            outputs = self._predict(np.concatenate([molded[i][0] for i in chunk]),
+                                    np.concatenate([molded[i][1] for i in chunk]))
+            for j, i in enumerate(chunk):
+                rois, class_ids, scores, masks = unmold_detections(
+                    outputs[0][j], outputs[3][j], images[i].shape, molded[i][0].shape[1:], molded[i][2][0])
+                results[i] = {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks}
         return results
 
     def _inference_stages(self):
