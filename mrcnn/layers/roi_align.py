@@ -58,5 +58,10 @@ class PyramidROIAlign(layers.Layer):
         channels = feature_maps[0].shape[-1]
         return ops.reshape(pooled, (batch, num_boxes) + self.pool_shape + (channels,))
 
+    def compute_output_shape(self, boxes_shape, image_meta_shape, feature_maps_shape):
+        # Declared, not traced: PyTorch's backend infers shapes by running the layer on real tensors with a
+        # stand-in for each unknown size, and these crops then allocated gigabytes at ResNet-50's sizes.
+        return (boxes_shape[0], boxes_shape[1]) + self.pool_shape + (feature_maps_shape[0][-1],)
+
     def get_config(self):
         return {**super().get_config(), "pool_shape": list(self.pool_shape), "xla_crops": self.xla_crops}

@@ -32,3 +32,16 @@ def test_each_box_is_pooled_from_its_level():
             fm = maps[levels[b, i] - 2][b:b + 1]
             expected = ops.convert_to_numpy(mops.crop_and_resize(fm, boxes[b, i][None], np.array([0]), (5, 5)))
             np.testing.assert_allclose(pooled[b, i], expected[0], atol=1e-5)
+
+
+def test_output_shape_is_declared_not_traced():
+    """The declared shape is the computed one (PyTorch's backend would otherwise infer it by running the crops
+    on stand-in sizes: gigabytes for a ResNet-50 model)."""
+    layer = PyramidROIAlign((7, 7))
+    boxes = np.array([[[0.1, 0.1, 0.5, 0.6], [0.0, 0.0, 1.0, 1.0], [0.2, 0.3, 0.25, 0.35]]], np.float32)
+    meta = compose_image_meta(0, (64, 64, 3), (64, 64, 3), (0, 0, 64, 64), 1.0, np.zeros(4))[None]
+    maps = [np.random.default_rng(s).normal(size=(1, 64 // 2 ** s, 64 // 2 ** s, 5)).astype(np.float32)
+            for s in range(2, 6)]
+    out = ops.convert_to_numpy(layer(boxes, meta, maps))
+    declared = layer.compute_output_shape(boxes.shape, meta.shape, [m.shape for m in maps])
+    assert out.shape == tuple(declared) == (1, 3, 7, 7, 5)
