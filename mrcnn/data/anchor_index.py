@@ -36,7 +36,9 @@ class _Group:
         rows, cols = np.searchsorted(self.ys, cy), np.searchsorted(self.xs, cx)
         cells = len(self.ys) * len(self.xs)
         self.table = None
-        if cells <= 4 * len(members) + 16:
+        # zero-area or flipped anchors escape both bounds: such a group is enumerated whole, for every box
+        self.degenerate = self.area_min <= 0
+        if cells <= 4 * len(members) + 16 and not self.degenerate:
             table = np.full((len(self.ys), len(self.xs)), -1, dtype=np.int64)
             table[rows, cols] = members
             if np.count_nonzero(table >= 0) == len(members):  # one anchor per centre: a grid
@@ -103,8 +105,8 @@ class AnchorIndex:
         low = threshold * AREA_SLACK
         anchor_parts, box_parts = [], []
         for group in self.groups:
-            eligible = np.flatnonzero((group.area_max >= low * box_area) & (group.area_min * low <= box_area)
-                                      & (box_area > 0))
+            eligible = np.flatnonzero(((group.area_max >= low * box_area) & (group.area_min * low <= box_area)
+                                       | group.degenerate) & (box_area > 0))
             if len(eligible):
                 a, b = group.candidates(boxes[eligible], eligible)
                 anchor_parts.append(a)

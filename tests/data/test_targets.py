@@ -149,6 +149,8 @@ def test_anchors_that_are_no_grid_and_changed_anchors():
     config = TinyConfig(RPN_TRAIN_ANCHORS_PER_IMAGE=64)
     corners = rng.uniform(0, 120, (500, 2))
     anchors = np.concatenate([corners, corners + rng.uniform(4, 60, (500, 2))], axis=1)
+    anchors[::50, 2] = anchors[::50, 0]                                  # zero height
+    anchors[1::50] = anchors[1::50][:, [2, 1, 0, 3]]                     # flipped rows
     for _ in range(3):
         gt_boxes, gt_class_ids = _hard_gt(rng, 128, anchors)
         gt_class_ids[0] = 1
