@@ -78,7 +78,7 @@ def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config, rng=
         anchor_iou_max = np.zeros([anchors.shape[0]], dtype=np.float32)
         # each anchor's best pair, ties to the lowest GT index (np.argmax over its row)
         order = np.lexsort((pair_gt, -pair_iou, pair_anchor))
-        first = order[np.r_[True, pair_anchor[order][1:] != pair_anchor[order][:-1]]] if len(order) else order
+        first = order[np.unique(pair_anchor[order], return_index=True)[1]]  # each anchor's first row in that order
         anchor_iou_max[pair_anchor[first]] = pair_iou[first]
         anchor_iou_argmax[pair_anchor[first]] = pair_gt[first]
         rpn_match[(anchor_iou_max < NEGATIVE_IOU) & no_crowd] = -1
