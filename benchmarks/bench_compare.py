@@ -6,6 +6,8 @@ Times, with interleaved repeats (mrcnn, then torchvision, then mrcnn...) and med
 * inference (``detect`` / ``model.eval()(images)``) at 1024x1024 and 1024x2048, batch 1;
 * the time from ``MaskRCNN.train()`` to its first step, twice in one process (a second call with the same
   layers);
+* the work each does: forward multiply-accumulates of the convolution and dense layers (benchmarks/macs.py)
+  in a training pass at 512x512 and inference at 1024x1024 (``macs``);
 
 with the ratio mrcnn / torchvision and the machine's load average while it ran. Both models are ResNet-50 FPN
 Mask R-CNNs set to the same work where torchvision exposes it: the same image size (torchvision's transform
@@ -17,7 +19,7 @@ torchvision is a benchmark-only dependency, never installed by the main install 
 x86_64 Linux with pip's default CUDA build; the CPU build from PyTorch's index is smaller):
 ``pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu``
 
-Usage: ``python benchmarks/bench_compare.py [--repeats 3] [--threads N] [--only train|detect|first-step]
+Usage: ``python benchmarks/bench_compare.py [--repeats 3] [--threads N] [--only train|detect|first-step|macs]
 [--train-sizes 512 1024] [--batches 1 2]``
 """
 
@@ -158,6 +160,39 @@ def detect_calls(shape, logs):
     return (lambda: model.detect([image])), torchvision_detect
 
 
+def forward_macs(logs):
+    """Forward multiply-accumulates (convolution and dense layers, benchmarks/macs.py) of both models: a
+    training forward pass at 512x512, batch 1, and an inference pass at 1024x1024, on the inputs above."""
+    from macs import keras_macs, torch_macs
+
+    def summary(ours, theirs):
+        ours, theirs = sum(ours.values()), sum(theirs.values())
+        return {"mrcnn_gmac": round(ours / 1e9, 1), "torchvision_gmac": round(theirs / 1e9, 1),
+                "ratio": round(ours / theirs, 3)}
+
+    config = CompareConfig(IMAGE_MIN_DIM=512, IMAGE_MAX_DIM=512)
+    dataset = _dataset(config, 2)
+    model = modellib.MaskRCNN("training", config, logs, seed=0)
+    inputs = list(model_inputs(DataGenerator(dataset, config, seed=0)[0][0]))
+    torch.manual_seed(0)
+    reference = torchvision_model(config, training=True)
+    images, targets = _torch_batch(dataset, [0])
+    report = {"train_forward_512x512_batch1": summary(keras_macs(lambda: model.keras_model(inputs)),
+                                                      torch_macs(reference, lambda: reference(images, targets)))}
+    config = CompareConfig(NUM_CLASSES=81, IMAGE_RESIZE_MODE="square", IMAGE_MIN_DIM=1024, IMAGE_MAX_DIM=1024)
+    model = modellib.MaskRCNN("inference", config, logs)
+    image = np.random.default_rng(0).integers(0, 255, (1024, 1024, 3), dtype=np.uint8)
+    molded, metas, _ = model.mold_inputs([image])
+    torch.manual_seed(0)
+    reference = torchvision_model(config, training=False)
+    tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+    with torch.no_grad():
+        report["detect_1024x1024"] = summary(
+            keras_macs(lambda: model.keras_model(model._inference_inputs(molded, metas))),
+            torch_macs(reference, lambda: reference([tensor])))
+    return report
+
+
 class FirstStep(keras.callbacks.Callback):
     """Notes when the first training step of a fit ends."""
 
@@ -227,8 +262,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="TensorFlow's and torch's threads (read before TensorFlow starts)")
-    parser.add_argument("--only", nargs="+", choices=["train", "detect", "first-step"],
-                        default=["train", "detect", "first-step"])
+    parser.add_argument("--only", nargs="+", choices=["train", "detect", "first-step", "macs"],
+                        default=["train", "detect", "first-step", "macs"])
     parser.add_argument("--train-sizes", nargs="+", type=int, default=[512, 1024])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 2])
     args = parser.parse_args(argv)
@@ -251,6 +286,8 @@ def main(argv=None):
                 print(json.dumps(report), file=sys.stderr)
         if "first-step" in args.only:
             report["time_to_first_step_512x512"] = first_steps(logs)
+        if "macs" in args.only:
+            report["forward_macs"] = forward_macs(logs)
     report["machine"].update(load.summary())
     json.dump(report, sys.stdout, indent=2)
     print()

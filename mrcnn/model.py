@@ -260,6 +260,9 @@ class MaskRCNN:
             if self.config.MIXED_PRECISION == "mixed_float16":  # float16 gradients underflow without it
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.keras_model.compile(optimizer=optimizer, jit_compile=_jit_setting(self.config))
+            # Keras builds an optimizer inside the first traced step when no tf.distribute strategy is set; its
+            # variables created there make TensorFlow trace the whole step twice (half of the first step's time)
+            optimizer.build(self.keras_model.trainable_variables)
         self._compiled_trainable = None
 
     def _compile_for_training(self, learning_rate):
