@@ -166,9 +166,11 @@ def forward_macs(logs):
     from macs import keras_macs, torch_macs
 
     def summary(ours, theirs):
+        by_layer = {"mrcnn": {k: round(v / 1e9, 2) for k, v in ours.items()},
+                    "torchvision": {k: round(v / 1e9, 2) for k, v in theirs.items()}}
         ours, theirs = sum(ours.values()), sum(theirs.values())
         return {"mrcnn_gmac": round(ours / 1e9, 1), "torchvision_gmac": round(theirs / 1e9, 1),
-                "ratio": round(ours / theirs, 3)}
+                "ratio": round(ours / theirs, 3), "gmac_by_layer_class": by_layer}
 
     config = CompareConfig(IMAGE_MIN_DIM=512, IMAGE_MAX_DIM=512)
     dataset = _dataset(config, 2)

@@ -36,7 +36,7 @@ def keras_macs(fn):
     counts = Counter()
     patched = [(keras.layers.Conv2DTranspose, _transpose_macs), (keras.layers.Conv2D, _conv_macs),
                (PooledConv2D, _conv_macs), (keras.layers.Dense, _dense_macs)]
-    originals = [(cls, cls.__dict__["call"]) for cls, _ in patched]
+    originals = [(cls, cls.__dict__.get("call")) for cls, _ in patched]  # None: inherited
 
     def counting(cls, original, macs):
         def call(self, inputs, *args, **kwargs):
@@ -46,12 +46,15 @@ def keras_macs(fn):
         return call
 
     try:
-        for (cls, macs), (_, original) in zip(patched, originals):
-            cls.call = counting(cls, original, macs)
+        for cls, macs in patched:
+            cls.call = counting(cls, cls.call, macs)
         fn()
     finally:
         for cls, original in originals:
-            cls.call = original
+            if original is None:
+                del cls.call
+            else:
+                cls.call = original
     return dict(counts)
 
 
