@@ -103,9 +103,11 @@ class SGD(keras.optimizers.SGD):
             return super().update_step(gradient, variable, learning_rate)
         import tensorflow as tf
 
-        momentum = self.momentums[self._get_variable_index(variable)]
-        momentum = getattr(momentum, "value", momentum)  # the tf.Variable of a Keras variable
-        variable = getattr(variable, "value", variable) if isinstance(variable, keras.Variable) else variable
+        def tf_variable(v):  # the tf.Variable under a Keras variable, as Keras's own assign() takes it
+            return v.value if isinstance(v, keras.Variable) else v
+
+        momentum = tf_variable(self.momentums[self._get_variable_index(variable)])
+        variable = tf_variable(variable)
         tf.raw_ops.ResourceApplyKerasMomentum(
             var=variable.handle, accum=momentum.handle, lr=tf.cast(learning_rate, variable.dtype),
             grad=tf.cast(gradient, variable.dtype), momentum=tf.cast(self.momentum, variable.dtype),
