@@ -11,6 +11,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from mrcnn.layers.conv import Conv2D
+
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class BatchNorm(layers.BatchNormalization):
@@ -48,11 +50,11 @@ def _bottleneck(input_tensor, kernel_size, filters, stage, block, train_bn, stri
     f1, f2, f3 = filters
     conv_name = f"res{stage}{block}_branch"
     bn_name = f"bn{stage}{block}_branch"
-    x = layers.Conv2D(f1, 1, strides=strides or 1, name=conv_name + "2a")(input_tensor)
+    x = Conv2D(f1, 1, strides=strides or 1, name=conv_name + "2a")(input_tensor)
     x = BatchNorm(train_bn, name=bn_name + "2a")(x)
     x = layers.Activation("relu")(x)
     if attention is None:
-        x = layers.Conv2D(f2, kernel_size, padding="same", name=conv_name + "2b")(x)
+        x = Conv2D(f2, kernel_size, padding="same", name=conv_name + "2b")(x)
         x = BatchNorm(train_bn, name=bn_name + "2b")(x)
     else:
         from attention import LocalSelfAttention2D
@@ -64,12 +66,12 @@ def _bottleneck(input_tensor, kernel_size, filters, stage, block, train_bn, stri
         x = LocalSelfAttention2D(f2, **attention, name=f"res{stage}{block}_attention2b")(x)
         x = BatchNorm(train_bn, name=f"bn{stage}{block}_attention2b")(x)
     x = layers.Activation("relu")(x)
-    x = layers.Conv2D(f3, 1, name=conv_name + "2c")(x)
+    x = Conv2D(f3, 1, name=conv_name + "2c")(x)
     x = BatchNorm(train_bn, name=bn_name + "2c")(x)
     if strides is None:
         shortcut = input_tensor
     else:
-        shortcut = layers.Conv2D(f3, 1, strides=strides, name=conv_name + "1")(input_tensor)
+        shortcut = Conv2D(f3, 1, strides=strides, name=conv_name + "1")(input_tensor)
         shortcut = BatchNorm(train_bn, name=bn_name + "1")(shortcut)
     x = layers.Add()([x, shortcut])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(x)
@@ -108,7 +110,7 @@ def resnet_graph(input_image, architecture, stage5=False, train_bn=True, width=6
                     "attention": ({"kernel_size": attention_kernel, "heads": attention_heads,
                                    "projection": attention_projection} if stage in attention_stages else None)}
             for stage in (2, 3, 4, 5)}
-    x = layers.Conv2D(w, 7, strides=2, name="conv1")(x)
+    x = Conv2D(w, 7, strides=2, name="conv1")(x)
     x = BatchNorm(train_bn, name="bn_conv1")(x)
     x = layers.Activation("relu")(x)
     c1 = x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
@@ -141,19 +143,19 @@ def fpn_graph(c2, c3, c4, c5, pyramid_size):
     Top-down: 1x1 lateral convolutions added to the 2x-upsampled coarser level, then a 3x3 convolution
     per level; P6 is P5 subsampled by 2 (used only by the RPN).
     """
-    p5 = layers.Conv2D(pyramid_size, 1, name="fpn_c5p5")(c5)
+    p5 = Conv2D(pyramid_size, 1, name="fpn_c5p5")(c5)
     p4 = layers.Add(name="fpn_p4add")([
         layers.UpSampling2D(2, name="fpn_p5upsampled")(p5),
-        layers.Conv2D(pyramid_size, 1, name="fpn_c4p4")(c4)])
+        Conv2D(pyramid_size, 1, name="fpn_c4p4")(c4)])
     p3 = layers.Add(name="fpn_p3add")([
         layers.UpSampling2D(2, name="fpn_p4upsampled")(p4),
-        layers.Conv2D(pyramid_size, 1, name="fpn_c3p3")(c3)])
+        Conv2D(pyramid_size, 1, name="fpn_c3p3")(c3)])
     p2 = layers.Add(name="fpn_p2add")([
         layers.UpSampling2D(2, name="fpn_p3upsampled")(p3),
-        layers.Conv2D(pyramid_size, 1, name="fpn_c2p2")(c2)])
-    p2 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p2")(p2)
-    p3 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p3")(p3)
-    p4 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p4")(p4)
-    p5 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p5")(p5)
+        Conv2D(pyramid_size, 1, name="fpn_c2p2")(c2)])
+    p2 = Conv2D(pyramid_size, 3, padding="same", name="fpn_p2")(p2)
+    p3 = Conv2D(pyramid_size, 3, padding="same", name="fpn_p3")(p3)
+    p4 = Conv2D(pyramid_size, 3, padding="same", name="fpn_p4")(p4)
+    p5 = Conv2D(pyramid_size, 3, padding="same", name="fpn_p5")(p5)
     p6 = layers.MaxPooling2D(pool_size=1, strides=2, name="fpn_p6")(p5)
     return [p2, p3, p4, p5, p6]

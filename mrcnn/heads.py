@@ -13,6 +13,7 @@ from keras import layers
 
 from mrcnn.backbone import BatchNorm
 from mrcnn.layers import MergeRoiAxis, PyramidROIAlign, SplitRoiAxis
+from mrcnn.layers.conv import Conv2D
 from mrcnn.layers.pooled_conv import PooledConv2D
 
 
@@ -24,13 +25,13 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth):
     ``[batch, anchors, (dy, dx, log(dh), log(dw))]``, anchors ordered cell by cell as generate_anchors.
     """
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
-    shared = layers.Conv2D(512, 3, padding="same", activation="relu", strides=anchor_stride,
+    shared = Conv2D(512, 3, padding="same", activation="relu", strides=anchor_stride,
                            name="rpn_conv_shared")(feature_map)
-    x = layers.Conv2D(2 * anchors_per_location, 1, name="rpn_class_raw")(shared)
+    x = Conv2D(2 * anchors_per_location, 1, name="rpn_class_raw")(shared)
     rpn_class_logits = layers.Reshape((-1, 2))(x)
     # float32 probabilities under mixed precision: proposals are ranked by them
     rpn_probs = layers.Activation("softmax", name="rpn_class_xxx", dtype="float32")(rpn_class_logits)
-    x = layers.Conv2D(4 * anchors_per_location, 1, name="rpn_bbox_pred")(shared)
+    x = Conv2D(4 * anchors_per_location, 1, name="rpn_bbox_pred")(shared)
     rpn_bbox = layers.Reshape((-1, 4))(x)
     return keras.Model(feature_map, [rpn_class_logits, rpn_probs, rpn_bbox], name="rpn_model")
 
@@ -74,9 +75,9 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         rois, image_meta, feature_maps)
     x = MergeRoiAxis(name="roi_align_mask_flat")(x)
     for i in range(1, 5):
-        x = layers.Conv2D(head_size, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
+        x = Conv2D(head_size, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
         x = BatchNorm(train_bn, name=f"mrcnn_mask_bn{i}")(x)
         x = layers.Activation("relu")(x)
     x = layers.Conv2DTranspose(head_size, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
-    x = layers.Conv2D(num_classes, 1, activation="sigmoid", name="mrcnn_mask")(x)
+    x = Conv2D(num_classes, 1, activation="sigmoid", name="mrcnn_mask")(x)
     return SplitRoiAxis(num_rois, name="mrcnn_mask_split")(x, rois)
