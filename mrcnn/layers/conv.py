@@ -95,7 +95,10 @@ def _kernel_gradient(x, dy, kernel):
                                                strides=(1, 1, 1, 1), padding="SAME")
     top, left = (kh - 1) // 2, (kw - 1) // 2
     padded = tf.pad(x, ((0, 0), (top, kh - 1 - top), (left, kw - 1 - left), (0, 0)))
-    height, width = tf.shape(x)[1], tf.shape(x)[2]
-    taps = [tf.matmul(tf.reshape(padded[:, i:i + height, j:j + width, :], (-1, channels)), rows, transpose_a=True)
-            for i in range(kh) for j in range(kw)]
+    if height is None or width is None:
+        height, width = tf.shape(x)[1], tf.shape(x)[2]
+    # with static sizes each tap is one Slice of constant bounds (a few graph ops: fewer to trace and optimize)
+    flat = tf.constant((-1, channels))
+    taps = [tf.matmul(tf.reshape(tf.slice(padded, (0, i, j, 0), (-1, height, width, -1)), flat), rows,
+                      transpose_a=True) for i in range(kh) for j in range(kw)]
     return tf.reshape(tf.stack(taps), kernel.shape)

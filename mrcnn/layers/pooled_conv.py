@@ -50,10 +50,13 @@ def _tf_matmul(x, kernel):
     """``x @ kernel`` with the input's gradient as ``(kernel @ dy^T)^T`` (see the module's note)."""
     import tensorflow as tf
 
+    scope = tf.get_current_name_scope()  # named like TensorFlow's own gradients (see mrcnn.layers.conv)
+
     @tf.custom_gradient
     def matmul(x, kernel):
         def gradient(dy):
-            return tf.transpose(tf.matmul(kernel, dy, transpose_b=True)), tf.matmul(x, dy, transpose_a=True)
+            with tf.name_scope(f"gradient_tape/{scope}/" if scope else "gradient_tape/"):
+                return tf.transpose(tf.matmul(kernel, dy, transpose_b=True)), tf.matmul(x, dy, transpose_a=True)
 
         return tf.matmul(x, kernel), gradient
 

@@ -99,3 +99,25 @@ def test_conv_config_round_trips():
     layer = Conv2D(4, 3, padding="same", name="fpn_p2")
     clone = Conv2D.from_config(layer.get_config())
     assert type(clone) is Conv2D and clone.name == "fpn_p2" and clone.padding == "same"
+
+
+def test_gradient_ops_are_named_after_the_layer():
+    # benchmarks/stage_profile.py counts ops under "gradient_tape/<model>/<layer>/" as that layer's backward pass
+    x = tf.constant(np.random.default_rng(5).normal(size=(1, 32, 32, 4)).astype(np.float32))
+    layer = Conv2D(3, 3, padding="same", name="fpn_p9")
+    layer.build(x.shape)
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x))
+        return tape.gradient(loss, [x, layer.kernel])
+
+    graph = step.get_concrete_function(x).graph
+    gradient_ops = [op.name for op in graph.get_operations() if op.type in ("MatMul", "Conv2D")]
+    assert len(gradient_ops) == 1 + 1 + 9  # forward, input gradient, one product per tap
+    forward = [name for name in gradient_ops if not name.startswith("gradient_tape/")]
+    assert len(forward) == 1 and forward[0].startswith("fpn_p9"), gradient_ops
+    scope = forward[0].rsplit("/", 1)[0]  # the layer's scope, as TensorFlow made it unique ("fpn_p9_1")
+    assert sum(name.startswith(f"gradient_tape/{scope}/") for name in gradient_ops) == 10, gradient_ops
