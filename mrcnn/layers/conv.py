@@ -23,6 +23,11 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+# below this many positions in all (batch x height x width, shapes known when traced), the layer keeps Keras's
+# path: the gain there is a few milliseconds and every custom gradient adds graph ops to trace before the first
+# step (ResNet's stages 4 and 5 at 512x512 stay as they were; the mask head, whose ROI count is only known when
+# it runs, takes the custom gradients)
+MIN_POSITIONS = 64 * 64
 # below this many output positions per map (static shapes), TensorFlow's Conv2DBackpropFilter is kept:
 # with many small maps (the mask head: ROIs x 14 x 14) it beats one product per tap
 MIN_POSITIONS_FOR_TAPS = 32 * 32
@@ -35,12 +40,14 @@ class Conv2D(layers.Conv2D):
     Keras's."""
 
     def convolution_op(self, inputs, kernel):
-        if self._tf_cpu_gradients():
+        if self._tf_cpu_gradients(inputs.shape):
             return tf_conv2d_same(inputs, ops.cast(kernel, inputs.dtype))
         return super().convolution_op(inputs, kernel)
 
-    def _tf_cpu_gradients(self):
+    def _tf_cpu_gradients(self, shape):
         kernel = tuple(self.kernel_size)
+        if None not in shape[:3] and shape[0] * shape[1] * shape[2] < MIN_POSITIONS:
+            return False
         if (keras.backend.backend() != "tensorflow" or tuple(self.strides) != (1, 1)
                 or tuple(self.dilation_rate) != (1, 1) or self.groups != 1 or self.data_format != "channels_last"
                 or any(k % 2 == 0 for k in kernel) or (self.padding != "same" and kernel != (1, 1))):

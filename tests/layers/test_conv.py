@@ -36,11 +36,11 @@ def _forward_backward(layer, x, jit_compile=False, input_signature=None):
     return values, {op.type for op in graph.get_operations()}
 
 
-CASES = [  # x shape, filters, kernel, kwargs
-    ((1, 40, 36, 8), 6, 3, {"padding": "same", "activation": "relu"}),  # one product per tap (>= 32x32)
-    ((2, 33, 32, 5), 4, (3, 5), {"padding": "same"}),  # batch 2, odd rectangular kernel
-    ((7, 14, 14, 8), 6, 3, {"padding": "same"}),  # many small maps: TensorFlow's filter gradient
-    ((2, 9, 11, 16), 3, 1, {}),  # 1x1 ("valid" = "same"): matrix products
+CASES = [  # x shape, filters, kernel, kwargs: each at least MIN_POSITIONS positions
+    ((1, 64, 66, 8), 6, 3, {"padding": "same", "activation": "relu"}),  # one product per tap (>= 32x32 maps)
+    ((2, 48, 45, 5), 4, (3, 5), {"padding": "same"}),  # batch 2, odd rectangular kernel
+    ((30, 14, 14, 8), 6, 3, {"padding": "same"}),  # many small maps: TensorFlow's filter gradient
+    ((2, 48, 45, 16), 3, 1, {}),  # 1x1 ("valid" = "same"): matrix products
 ]
 
 
@@ -55,6 +55,7 @@ def test_conv_equals_keras_conv_forward_and_backward(x_shape, filters, kernel, k
     np.testing.assert_array_equal(got[0], expected[0])  # the same forward op
     for g, e in zip(got[1:], expected[1:]):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4 * np.abs(e).max())
+    assert x_shape[0] * x_shape[1] * x_shape[2] >= conv_module.MIN_POSITIONS
     if not jit_compile:  # the gradients are the module's, not TensorFlow's
         assert "Conv2DBackpropInput" not in op_types
         small_maps = x_shape[1] * x_shape[2] < conv_module.MIN_POSITIONS_FOR_TAPS and kernel != 1
@@ -73,7 +74,8 @@ def test_conv_with_unknown_spatial_shape_takes_the_taps_and_matches():
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4 * np.abs(e).max())
 
 
-@pytest.mark.parametrize("kwargs", [{"strides": 2}, {"dilation_rate": 2, "padding": "same"}, {"padding": "valid"}])
+@pytest.mark.parametrize("kwargs", [{"strides": 2}, {"dilation_rate": 2, "padding": "same"}, {"padding": "valid"},
+                                    {"padding": "same"}])  # the last: fewer than MIN_POSITIONS positions
 def test_other_convolutions_keep_tensorflows_gradients(kwargs):
     x = np.random.default_rng(3).normal(size=(1, 12, 12, 4)).astype(np.float32)
     reference, ours = _pair(x.shape, 3, 3, **kwargs)
@@ -85,7 +87,7 @@ def test_other_convolutions_keep_tensorflows_gradients(kwargs):
 
 
 def test_conv_gradients_under_bfloat16():
-    x = np.random.default_rng(4).normal(size=(1, 32, 32, 8)).astype(np.float32)
+    x = np.random.default_rng(4).normal(size=(1, 64, 64, 8)).astype(np.float32)
     reference, ours = _pair(x.shape, 8, 3, padding="same", dtype="mixed_bfloat16")
     expected, _ = _forward_backward(reference, tf.cast(x, tf.bfloat16).numpy())
     got, _ = _forward_backward(ours, tf.cast(x, tf.bfloat16).numpy())
@@ -103,7 +105,7 @@ def test_conv_config_round_trips():
 
 def test_gradient_ops_are_named_after_the_layer():
     # benchmarks/stage_profile.py counts ops under "gradient_tape/<model>/<layer>/" as that layer's backward pass
-    x = tf.constant(np.random.default_rng(5).normal(size=(1, 32, 32, 4)).astype(np.float32))
+    x = tf.constant(np.random.default_rng(5).normal(size=(1, 64, 64, 4)).astype(np.float32))
     layer = Conv2D(3, 3, padding="same", name="fpn_p9")
     layer.build(x.shape)
 
