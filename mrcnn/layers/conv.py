@@ -13,8 +13,9 @@ convolution ``y = x * K`` (kernel ``[kh, kw, C, F]``, odd sizes):
 
 :class:`Conv2D` is a ``keras.layers.Conv2D`` (same arguments, weights, names and forward op) that uses these
 gradients where they apply: TensorFlow backend, no GPU visible (cuDNN's gradients are left alone), stride
-1, dilation 1, one group, channels last, odd kernel, ``same`` padding (or a 1x1 kernel). Any other
-convolution, and every other backend, runs Keras's own ``convolution_op``. The gradients are the same sums
+1, dilation 1, one group, channels last, odd kernel, ``same`` padding (or a 1x1 kernel), and at least
+``MIN_POSITIONS`` positions (batch x height x width) where the traced shape says. Any other convolution, and
+every other backend, runs Keras's own ``convolution_op``. The gradients are the same sums
 in another order: equal to TensorFlow's within float rounding (tests/layers/test_conv.py).
 """
 
@@ -46,11 +47,11 @@ class Conv2D(layers.Conv2D):
 
     def _tf_cpu_gradients(self, shape):
         kernel = tuple(self.kernel_size)
-        if None not in shape[:3] and shape[0] * shape[1] * shape[2] < MIN_POSITIONS:
-            return False
         if (keras.backend.backend() != "tensorflow" or tuple(self.strides) != (1, 1)
                 or tuple(self.dilation_rate) != (1, 1) or self.groups != 1 or self.data_format != "channels_last"
                 or any(k % 2 == 0 for k in kernel) or (self.padding != "same" and kernel != (1, 1))):
+            return False
+        if None not in shape[:3] and shape[0] * shape[1] * shape[2] < MIN_POSITIONS:
             return False
         import tensorflow as tf
 
