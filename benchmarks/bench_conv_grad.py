@@ -19,14 +19,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from timing import threads_from_argv  # noqa: E402  (benchmarks/timing.py)
 
-def _threads(argv):
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    return parser.parse_known_args(argv)[0].threads
-
-
-THREADS = _threads(sys.argv[1:])
+THREADS = threads_from_argv(sys.argv[1:])
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

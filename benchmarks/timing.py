@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import statistics
 import time
 
@@ -19,3 +21,11 @@ def median_seconds(fn, repeats, digits=3, first=None):
         fn()
         times.append(time.perf_counter() - start)
     return round(statistics.median(times), digits)
+
+
+def threads_from_argv(argv):
+    """The ``--threads N`` in ``argv`` (default: all cores), read before TensorFlow or torch starts; the
+    script's own parser accepts the same option for its help."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    return parser.parse_known_args(argv)[0].threads
