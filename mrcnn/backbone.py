@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import keras
 from keras import layers
-
-from mrcnn.layers.conv import Conv2D
+from keras.layers import Conv2D
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import keras
 from keras import layers
+from keras.layers import Conv2D
 
 from mrcnn.backbone import BatchNorm
 from mrcnn.layers import MergeRoiAxis, PyramidROIAlign, SplitRoiAxis
-from mrcnn.layers.conv import Conv2D
 from mrcnn.layers.pooled_conv import PooledConv2D
 
 

@@ -1,5 +1,5 @@
-"""mrcnn.training.SGD and MaskRCNN.compile: Keras's momentum SGD, updated by TensorFlow's fused kernel, built
-before the first step so that TensorFlow traces the training step once."""
+"""mrcnn.training.SGD and MaskRCNN.compile: Keras's momentum SGD (its own update), built before the first step
+so that TensorFlow traces the training step once."""
 
 import keras
 import numpy as np
@@ -63,15 +63,3 @@ def test_compile_builds_the_optimizer_and_the_step_is_traced_once(tmp_path):
         assert len(traces) == 1  # traced once, then the traced step runs; before: twice
     else:
         assert len(traces) >= 1
-
-
-def test_sgd_runs_one_fused_update_per_variable_on_tensorflow():
-    import tensorflow as tf
-
-    variables = [keras.Variable(np.ones((3, 2), np.float32)), keras.Variable(np.zeros(2, np.float32))]
-    optimizer = SGD(learning_rate=0.1, momentum=0.9)
-    optimizer.build(variables)
-    grads = [tf.ones((3, 2)), tf.ones(2)]
-    graph = tf.function(lambda: optimizer.apply(grads, variables)).get_concrete_function().graph
-    kinds = [op.type for op in graph.get_operations()]
-    assert kinds.count("ResourceApplyKerasMomentum") == 2

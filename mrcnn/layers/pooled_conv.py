@@ -7,10 +7,6 @@ dense layer over the flattened input. TensorFlow's CPU gradient of such a convol
 0.17 s as one matrix product, forward alone 0.04 s either way). :class:`PooledConv2D` is a ``Conv2D`` with the
 same kernel ``[kh, kw, C, F]``, bias, names and weights (Matterport's files load unchanged) whose ``call`` is
 ``reshape(x, [N, kh * kw * C]) @ reshape(kernel, [kh * kw * C, F])``: the same sum, in another order.
-
-On TensorFlow the input's gradient ``dy @ kernel^T`` is computed as ``(kernel @ dy^T)^T``: the same products,
-but TensorFlow's CPU matmul with a transposed right operand of this shape is slow (``[200, 1024] x
-[1024, 12544]``: 147 ms against 51 ms for the transposed form, measured by hand on this machine).
 """
 
 from __future__ import annotations
@@ -39,25 +35,9 @@ class PooledConv2D(layers.Conv2D):
         kh, kw, channels, filters = self.kernel.shape
         flat = ops.reshape(inputs, (-1, kh * kw * channels))
         kernel = ops.reshape(self.kernel, (kh * kw * channels, filters))
-        outputs = _tf_matmul(flat, kernel) if keras.backend.backend() == "tensorflow" else ops.matmul(flat, kernel)
+        outputs = ops.matmul(flat, kernel)
         if self.use_bias:
             outputs = outputs + self.bias
         outputs = ops.reshape(outputs, (-1, 1, 1, filters))
         return outputs if self.activation is None else self.activation(outputs)
 
-
-def _tf_matmul(x, kernel):
-    """``x @ kernel`` with the input's gradient as ``(kernel @ dy^T)^T`` (see the module's note)."""
-    import tensorflow as tf
-
-    scope = tf.get_current_name_scope()  # named like TensorFlow's own gradients (see mrcnn.layers.conv)
-
-    @tf.custom_gradient
-    def matmul(x, kernel):
-        def gradient(dy):
-            with tf.name_scope(f"gradient_tape/{scope}/" if scope else "gradient_tape/"):
-                return tf.transpose(tf.matmul(kernel, dy, transpose_b=True)), tf.matmul(x, dy, transpose_a=True)
-
-        return tf.matmul(x, kernel), gradient
-
-    return matmul(x, kernel)
