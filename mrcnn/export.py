@@ -20,6 +20,7 @@ import shutil
 import keras
 import numpy as np
 
+from mrcnn.graph import MaskRCNNModel
 from mrcnn.layers.molding import MoldImages
 from mrcnn.layers.unmolding import UnmoldDetections
 
@@ -73,7 +74,7 @@ def serving_model(network, config):
     outputs = network([molded, meta])
     detections, mrcnn_mask = outputs[0], outputs[3]
     results = UnmoldDetections(trim=True, name="unmold_detections")(detections, mrcnn_mask, meta)
-    return keras.Model(images, dict(zip(OUTPUTS, results)), name="mask_rcnn_serving")
+    return MaskRCNNModel(images, dict(zip(OUTPUTS, results)), name="mask_rcnn_serving")
 
 
 def export(model, path, format="saved_model"):  # noqa: A002  (Keras's own argument name)

@@ -17,10 +17,12 @@ Inference model inputs: ``input_image`` (molded) and ``input_image_meta``; the a
 graph from the molded size (a constant in square mode); outputs ``mrcnn_detection [batch,
 DETECTION_MAX_INSTANCES, 6], mrcnn_class, mrcnn_bbox, mrcnn_mask, ROI, rpn_class, rpn_bbox``.
 
-Where XLA does not compile the graph (a CPU by default), the mask head runs on the ROI slots that need it, a
-count known when the graph runs: in training the sampled positives (``MASK_HEAD_POSITIVES_ONLY``), in
-inference the detections; ``mrcnn_mask`` keeps its shape, zeros after those slots. Under XLA, whose shapes
-are fixed, on the positive slots in training and on every detection slot in inference.
+Both are :class:`MaskRCNNModel`s, whose train, test and predict steps tell the layers whether they are traced
+for XLA (mrcnn.ops.tracing): nothing in the graph depends on the machine that builds it. Where XLA does not
+compile the step (TensorFlow's default on a CPU), the mask head runs on the ROI slots that need it, a count
+known when the graph runs: in training the sampled positives (``MASK_HEAD_POSITIVES_ONLY``), in inference the
+detections; ``mrcnn_mask`` keeps its shape, zeros after those slots. Under XLA, whose shapes are fixed, on the
+positive slots in training and on every detection slot in inference.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import contextlib
 import keras
 from keras import layers
 
+from mrcnn import ops as mops
 from mrcnn.backbone import fpn_graph, resnet_graph
 from mrcnn.heads import build_fpn_mask_graph, build_rpn_model, fpn_classifier_graph
 from mrcnn.layers import (
@@ -95,17 +98,22 @@ def _image_input(config, mode):
     return keras.Input(shape=shape, name="input_image")
 
 
-def xla_crops(config):
-    """Whether the ROI crops must compile under XLA: ``JIT_COMPILE=True``, or None (Keras's auto, which
-    turns XLA on whenever a GPU is visible) on a machine with a GPU, or a backend other than TensorFlow.
-    Otherwise TensorFlow's faster CropAndResize kernel is used (see mrcnn.ops.crop_and_resize)."""
-    if config.JIT_COMPILE is not None:
-        return bool(config.JIT_COMPILE)
-    if keras.backend.backend() != "tensorflow":
-        return True
-    import tensorflow as tf
+@keras.saving.register_keras_serializable(package="mrcnn")
+class MaskRCNNModel(keras.Model):
+    """A functional Keras model whose steps are traced as its ``jit_compile`` says (mrcnn.ops.tracing): the
+    layers choose their kernels and shapes then, for XLA or not, on whatever machine runs them."""
 
-    return bool(tf.config.list_physical_devices("GPU"))
+    def train_step(self, *args, **kwargs):
+        with mops.tracing(self.jit_compile):
+            return super().train_step(*args, **kwargs)
+
+    def test_step(self, *args, **kwargs):
+        with mops.tracing(self.jit_compile):
+            return super().test_step(*args, **kwargs)
+
+    def predict_step(self, *args, **kwargs):
+        with mops.tracing(self.jit_compile):
+            return super().predict_step(*args, **kwargs)
 
 
 @contextlib.contextmanager
@@ -126,7 +134,7 @@ def precision_policy(config):
         keras.config.set_dtype_policy(previous)
 
 
-def build_training_model(config, model_class=keras.Model, seed=None):
+def build_training_model(config, model_class=MaskRCNNModel, seed=None):
     """The training graph; ``model_class`` is instantiated as ``model_class(inputs, outputs, name=...)``."""
     with precision_policy(config):
         return _build_training_model(config, model_class, seed)
@@ -164,24 +172,23 @@ def _build_training_model(config, model_class, seed):
     rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
         config.TRAIN_ROIS_PER_IMAGE, config.ROI_POSITIVE_RATIO, config.BBOX_STD_DEV, config.MASK_SHAPE,
         config.USE_MINI_MASK, add_gt_proposals=config.TRAIN_ADD_GT_PROPOSALS, seed=seed,
-        xla_crops=xla_crops(config), name="proposal_targets")(
+        name="proposal_targets")(
         rpn_rois, input_gt_class_ids, gt_boxes, input_gt_masks)
 
     mrcnn_feature_maps = [p2, p3, p4, p5]
     mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
         rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
-        train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE, xla_crops=xla_crops(config))
+        train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
     mask_rois, mask_class_ids, mask_targets = rois, target_class_ids, target_mask
     if config.MASK_HEAD_POSITIVES_ONLY:  # the slots positives can fill (they come first)
         slots = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
         # without XLA, only as many as were sampled (a size known when the step runs)
-        dynamic = not xla_crops(config)
         mask_rois, mask_class_ids, mask_targets = (
-            FirstRois(slots, dynamic=dynamic, name=f"positive_slots_{name}")(tensor, target_class_ids)
+            FirstRois(slots, name=f"positive_slots_{name}")(tensor, target_class_ids)
             for name, tensor in (("rois", rois), ("class_ids", target_class_ids), ("masks", target_mask)))
     positive_masks = build_fpn_mask_graph(mask_rois, mrcnn_feature_maps, input_image_meta, config.MASK_POOL_SIZE,
                                           config.NUM_CLASSES, train_bn=config.TRAIN_BN,
-                                          head_size=config.MASK_HEAD_SIZE, xla_crops=xla_crops(config))
+                                          head_size=config.MASK_HEAD_SIZE)
     mrcnn_mask = positive_masks
     if config.MASK_HEAD_POSITIVES_ONLY:  # Matterport's output shape: zeros after those slots
         mrcnn_mask = FirstRois(slots, pad_to=config.TRAIN_ROIS_PER_IMAGE, name="mrcnn_mask_all_slots")(
@@ -225,21 +232,20 @@ def _build_inference_model(config):
     mrcnn_feature_maps = [p2, p3, p4, p5]
     _, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
         rpn_rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
-        train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE, xla_crops=xla_crops(config))
+        train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
     detections = DetectionLayer(config.DETECTION_MAX_INSTANCES, config.DETECTION_MIN_CONFIDENCE,
                                 config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
                                 name="mrcnn_detection")(rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta)
     detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
     slots = config.DETECTION_MAX_INSTANCES
-    dynamic = not xla_crops(config)
-    if dynamic:  # without XLA the mask head runs on the detections there are (they come first), not every slot
-        class_ids = DetectionClassIds(name="detection_class_ids")(detections)
-        detection_boxes = FirstRois(slots, dynamic=True, name="detected_boxes")(detection_boxes, class_ids)
+    # without XLA the mask head runs on the detections there are (they come first), not every slot
+    class_ids = DetectionClassIds(name="detection_class_ids")(detections)
+    detection_boxes = FirstRois(slots, name="detected_boxes")(detection_boxes, class_ids)
     mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, input_image_meta,
                                       config.MASK_POOL_SIZE, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
-                                      head_size=config.MASK_HEAD_SIZE, xla_crops=xla_crops(config))
-    if dynamic:  # Matterport's output: every slot, zeros after the detections
-        mrcnn_mask = FirstRois(slots, pad_to=slots, name="mrcnn_mask_all_slots")(mrcnn_mask)
-    return keras.Model([input_image, input_image_meta],
+                                      head_size=config.MASK_HEAD_SIZE)
+    # Matterport's output: every slot, zeros after the detections
+    mrcnn_mask = FirstRois(slots, pad_to=slots, name="mrcnn_mask_all_slots")(mrcnn_mask)
+    return MaskRCNNModel([input_image, input_image_meta],
                        [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox],
                        name="mask_rcnn")

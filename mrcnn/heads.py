@@ -37,7 +37,7 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth):
 
 
 def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True,
-                         fc_layers_size=1024, xla_crops=True):
+                         fc_layers_size=1024):
     """Classifier and box-regression head.
 
     rois: ``[batch, num_rois, 4]`` normalized; feature_maps: [P2, P3, P4, P5].
@@ -45,7 +45,7 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     those) and ``mrcnn_bbox`` ``[batch, num_rois, num_classes, (dy, dx, log(dh), log(dw))]``.
     """
     num_rois = rois.shape[1]
-    x = PyramidROIAlign((pool_size, pool_size), xla_crops=xla_crops, name="roi_align_classifier")(
+    x = PyramidROIAlign((pool_size, pool_size), name="roi_align_classifier")(
         rois, image_meta, feature_maps)
     x = MergeRoiAxis(name="roi_align_classifier_flat")(x)
     x = PooledConv2D(fc_layers_size, pool_size, padding="valid", name="mrcnn_class_conv1")(x)
@@ -65,13 +65,13 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
 
 
 def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True,
-                         head_size=256, xla_crops=True):
+                         head_size=256):
     """Mask head: four 3x3 convolutions (``head_size`` channels), a 2x deconvolution, per-class masks.
 
     Returns ``[batch, num_rois, 2 * pool_size, 2 * pool_size, num_classes]`` probabilities.
     """
     num_rois = rois.shape[1]
-    x = PyramidROIAlign((pool_size, pool_size), xla_crops=xla_crops, name="roi_align_mask")(
+    x = PyramidROIAlign((pool_size, pool_size), name="roi_align_mask")(
         rois, image_meta, feature_maps)
     x = MergeRoiAxis(name="roi_align_mask_flat")(x)
     for i in range(1, 5):

@@ -34,7 +34,7 @@ from mrcnn.data.image_meta import compose_image_meta, mold_image, parse_image_me
 from mrcnn.data.loading import load_image_gt
 from mrcnn.data.targets import build_rpn_targets
 from mrcnn.download import download_file
-from mrcnn.graph import build_inference_model, build_training_model
+from mrcnn.graph import MaskRCNNModel, build_inference_model, build_training_model
 from mrcnn.imaging import resize_scale
 from mrcnn.inputs import as_images
 from mrcnn.postprocess import unmold_detections
@@ -546,7 +546,8 @@ class MaskRCNN:
         model = self.keras_model
         tensors = [model.get_layer(t).output if isinstance(t, str) else t for _, t in outputs]
         flat = [t for tensor in tensors for t in (tensor if isinstance(tensor, (list, tuple)) else [tensor])]
-        probe = keras.Model(model.inputs, flat)
+        probe = MaskRCNNModel(model.inputs, flat)  # traced as the model is (XLA or not)
+        probe.jit_compile = model.jit_compile
         if self.mode == "inference":
             images = as_images(images, caller="run_graph")
             if keras.backend.backend() == "tensorflow":

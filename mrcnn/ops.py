@@ -8,15 +8,49 @@ backend and :func:`mrcnn.nms.greedy_nms_padded` (``keras.ops``, the same selecti
 :func:`replica_sum` and :func:`replicas_in_sync` see tf.distribute replicas and are the identity elsewhere.
 :func:`crop_and_resize` is ``keras.ops`` (TensorFlow's kernel has no XLA implementation), with TensorFlow's
 kernel as the faster choice where XLA is off.
+
+Choices made when the graph is traced, never when it is built: a saved model holds the Config's layers and
+weights only, and the program each machine runs follows from how that machine traces it.
+:func:`static_shapes` says whether the step being traced must keep every shape fixed (XLA, JAX, PyTorch) or
+may size tensors when it runs (TensorFlow without XLA); :func:`tracing` is how a model's train, test and
+predict steps tell it (mrcnn.graph.MaskRCNNModel).
 """
 
 from __future__ import annotations
+
+import contextlib
+import threading
 
 import keras
 from keras import ops
 
 from mrcnn.boxes import MAX_LOG_SCALE  # one bound for the NumPy and the graph box math
 from mrcnn.data.image_meta import meta_slices
+
+# ----------------------------------------------------------------------------- trace-time choices
+_TRACE = threading.local()
+
+
+@contextlib.contextmanager
+def tracing(jit_compile):
+    """Trace what runs inside for XLA (``jit_compile`` True) or for TensorFlow's own kernels (False)."""
+    previous = getattr(_TRACE, "xla", None)
+    _TRACE.xla = bool(jit_compile)
+    try:
+        yield
+    finally:
+        _TRACE.xla = previous
+
+
+def static_shapes():
+    """Whether the graph being traced must keep every shape fixed: on JAX and PyTorch always (jit, and the
+    shapes the backends' tests compare), on TensorFlow inside ``tracing(True)``. TensorFlow traced otherwise
+    (no XLA: a model's own steps with ``jit_compile=False``, or a call outside them) may size tensors by
+    counts known when the graph runs and use kernels that XLA lacks."""
+    if keras.backend.backend() != "tensorflow":
+        return True
+    return bool(getattr(_TRACE, "xla", False))
+
 
 # ----------------------------------------------------------------------------- box math (keras.ops)
 
@@ -126,13 +160,13 @@ def parse_image_meta(meta):
 
 
 # ----------------------------------------------------------------------------- ROI crops (keras.ops)
-def crop_and_resize(images, boxes, box_indices, crop_size, xla=True):
+def crop_and_resize(images, boxes, box_indices, crop_size):
     """Bilinear crops, equal to ``tf.image.crop_and_resize(method="bilinear")``.
 
-    ``xla=True``: the ``keras.ops`` gather below, which XLA compiles and any backend runs. ``xla=False``
-    on the TensorFlow backend: TensorFlow's own kernel, which has no XLA version but is about 4x faster
-    on a CPU (forward and backward, measured at 400 boxes of 14x14 from 256x256x64 maps). The graph
-    picks one per Config (mrcnn.graph.xla_crops).
+    Where :func:`static_shapes` holds (XLA, JAX, PyTorch): the ``keras.ops`` gather below, which XLA
+    compiles and any backend runs. TensorFlow without XLA: TensorFlow's own kernel, which has no XLA version
+    but is about 4x faster on a CPU (forward and backward, measured at 400 boxes of 14x14 from 256x256x64
+    maps).
 
     images ``[B, H, W, C]`` (H and W may be dynamic), normalized ``boxes`` ``[N, 4]``, ``box_indices``
     int ``[N]`` (which image each box samples), ``crop_size`` ``(h, w)`` -> ``[N, h, w, C]`` in the
@@ -146,7 +180,7 @@ def crop_and_resize(images, boxes, box_indices, crop_size, xla=True):
     images (and to the boxes, unless the caller stops them).
     """
     crop_h, crop_w = (int(v) for v in crop_size)
-    if not xla and keras.backend.backend() == "tensorflow":
+    if not static_shapes():
         import tensorflow as tf
 
         # the kernel takes no bfloat16 and answers float32 whatever its input

@@ -17,6 +17,7 @@ from keras import ops
 
 from mrcnn import ops as mops
 from mrcnn.checkpoints import AtomicCheckpoint, TrainingDiverged  # noqa: F401  (re-exported)
+from mrcnn.graph import MaskRCNNModel
 from mrcnn.losses import LOSS_NAMES
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ LAYER_PRESETS = {
 }
 
 
-class TrainingModel(keras.Model):
+class TrainingModel(MaskRCNNModel):
     """Functional Mask R-CNN training model whose last five outputs are the named losses.
 
     ``loss_weights``: ``{loss_name: weight}``; ``weight_decay``: L2 factor, applied as Matterport

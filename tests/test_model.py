@@ -214,6 +214,8 @@ def test_mask_head_on_positive_slots_gives_matterports_losses_and_masks(tmp_path
     most positives an image of the batch has, without XLA; after int(ROIs * positive ratio) slots with it)."""
     import tensorflow as tf
 
+    from mrcnn import ops as mops
+
     settings = {"TRAIN_ADD_GT_PROPOSALS": True, "IMAGES_PER_GPU": 2, "TRAIN_ROIS_PER_IMAGE": 24,
                 "JIT_COMPILE": jit}
     config = TinyModelConfig(**settings)
@@ -230,7 +232,7 @@ def test_mask_head_on_positive_slots_gives_matterports_losses_and_masks(tmp_path
                 if layer.weights:
                     layer.set_weights(reference.get_layer(layer.name).get_weights())
         mask_weights = model.keras_model.get_layer("mrcnn_mask_conv1").trainable_weights
-        with tf.GradientTape() as tape:
+        with mops.tracing(jit), tf.GradientTape() as tape:  # as the training step traces it
             outputs = model.keras_model(inputs, training=True)
         gradient = tape.gradient(outputs[-1], mask_weights)[0].numpy()  # of the mask loss
         results.append(([o.numpy() for o in outputs], gradient))
@@ -280,22 +282,22 @@ def test_a_second_train_call_with_the_same_layers_reuses_the_traced_step(tmp_pat
 
 
 def test_inference_mask_head_on_the_detections_there_are(tmp_path, shapes):
-    """Without XLA the inference mask head runs only on the detections there are: the same detections and
-    masks as the fixed-shape graph XLA compiles (every slot), same weights, and zeros after them."""
+    """Traced without XLA, the inference mask head runs only on the detections there are: the same detections
+    and masks as the same model traced for XLA (fixed shapes, every slot computed), and zeros after them. One
+    model, one saved form: the choice is made when the graph is traced."""
     import keras
+
+    from mrcnn import ops as mops
 
     settings = {"IMAGES_PER_GPU": 2, "DETECTION_MIN_CONFIDENCE": 0.8, "DETECTION_MAX_INSTANCES": 50}
     config = TinyModelConfig(**settings)
     keras.utils.set_random_seed(3)  # weights whose detections fill some slots, not all, whatever ran before
-    dynamic = modellib.MaskRCNN("inference", config, tmp_path)
-    fixed = modellib.MaskRCNN("inference", TinyModelConfig(JIT_COMPILE=True, **settings), tmp_path)
-    fixed.keras_model.set_weights(dynamic.keras_model.get_weights())
-    assert "detected_boxes" in [layer.name for layer in dynamic.keras_model.layers]
-    assert "detected_boxes" not in [layer.name for layer in fixed.keras_model.layers]
-    molded, metas, _ = dynamic.mold_inputs([shapes.load_image(0), shapes.load_image(1)])
-    inputs = dynamic._inference_inputs(molded, metas)
-    got = [np.asarray(o) for o in dynamic.keras_model(inputs)]
-    expected = [np.asarray(o) for o in fixed.keras_model(inputs)]  # called, not compiled: XLA's graph on a CPU
+    model = modellib.MaskRCNN("inference", config, tmp_path)
+    molded, metas, _ = model.mold_inputs([shapes.load_image(0), shapes.load_image(1)])
+    inputs = [np.asarray(molded, np.float32), np.asarray(metas, np.float32)]
+    got = [np.asarray(o) for o in model.keras_model(inputs)]
+    with mops.tracing(True):  # XLA's graph, called on a CPU
+        expected = [np.asarray(o) for o in model.keras_model(inputs)]
     np.testing.assert_allclose(got[0], expected[0], rtol=1e-4, atol=1e-5)  # detections
     counts = (got[0][..., 4] > 0).sum(axis=1)
     assert counts.max() > 0 and got[3].shape == expected[3].shape == (2, config.DETECTION_MAX_INSTANCES, 28, 28,
@@ -303,6 +305,7 @@ def test_inference_mask_head_on_the_detections_there_are(tmp_path, shapes):
     for b, n in enumerate(counts):
         np.testing.assert_allclose(got[3][b, :n], expected[3][b, :n], rtol=1e-4, atol=1e-5)
     assert counts.max() < config.DETECTION_MAX_INSTANCES and not got[3][:, counts.max():].any()
+    assert expected[3][:, counts.max():].any()  # the fixed-shape graph ran the head on the empty slots too
 
 
 @pytest.mark.all_backends

@@ -80,7 +80,8 @@ def test_crop_and_resize_equals_tensorflows_kernel_inside_and_outside_the_image(
     box_indices = rng.integers(0, 3, 300).astype(np.int32)
     for size in [(7, 7), (14, 14), (1, 1), (1, 6), (5, 1)]:
         expected = tf.image.crop_and_resize(images, boxes, box_indices, size).numpy()
-        got = ops.convert_to_numpy(mops.crop_and_resize(images, boxes, box_indices, size))
+        with mops.tracing(True):  # the keras.ops gather
+            got = ops.convert_to_numpy(mops.crop_and_resize(images, boxes, box_indices, size))
         assert got.shape == expected.shape == (300,) + size + (5,)
         np.testing.assert_array_equal(got, expected)
     assert (expected[3] == 0).any() and (expected[3] != 0).any()  # the box beyond the image is 0 outside
@@ -96,7 +97,7 @@ def test_crop_and_resize_gradients_equal_tensorflows():
     weights = tf.constant(rng.normal(size=(40, 4, 4, 3)).astype(np.float32))
     grads = []
     for crop in (tf.image.crop_and_resize, mops.crop_and_resize):
-        with tf.GradientTape() as tape:
+        with mops.tracing(True), tf.GradientTape() as tape:  # (the keras.ops gather for mops)
             tape.watch(images)
             loss = tf.reduce_sum(crop(images, boxes, box_indices, (4, 4)) * weights)
         grads.append(tape.gradient(loss, images).numpy())
@@ -110,12 +111,34 @@ def test_crop_and_resize_compiles_with_xla_and_keeps_the_images_dtype():
     images = rng.normal(size=(2, 16, 16, 4)).astype(np.float32)
     boxes = np.array([[0.1, 0.2, 0.7, 0.9], [-0.1, 0.0, 0.5, 1.1]], np.float32)
     box_indices = np.array([1, 0], np.int32)
-    compiled = tf.function(lambda i, b, x: mops.crop_and_resize(i, b, x, (7, 7)), jit_compile=True)
-    expected = tf.image.crop_and_resize(images, boxes, box_indices, (7, 7)).numpy()
-    np.testing.assert_allclose(compiled(images, boxes, box_indices).numpy(), expected, atol=1e-5)
-    low = mops.crop_and_resize(ops.cast(images, "bfloat16"), boxes, box_indices, (7, 7))
-    assert keras.backend.standardize_dtype(low.dtype) == "bfloat16"
-    np.testing.assert_allclose(ops.convert_to_numpy(ops.cast(low, "float32")), expected, atol=0.1)
+    with mops.tracing(True):  # as a model's step traced for XLA
+        compiled = tf.function(lambda i, b, x: mops.crop_and_resize(i, b, x, (7, 7)), jit_compile=True)
+        expected = tf.image.crop_and_resize(images, boxes, box_indices, (7, 7)).numpy()
+        np.testing.assert_allclose(compiled(images, boxes, box_indices).numpy(), expected, atol=1e-5)
+    for xla in (True, False):
+        with mops.tracing(xla):
+            low = mops.crop_and_resize(ops.cast(images, "bfloat16"), boxes, box_indices, (7, 7))
+        assert keras.backend.standardize_dtype(low.dtype) == "bfloat16"
+        np.testing.assert_allclose(ops.convert_to_numpy(ops.cast(low, "float32")), expected, atol=0.1)
+
+
+def test_crop_and_resize_kernel_is_chosen_when_traced():
+    """TensorFlow's CropAndResize where the step is traced without XLA (and outside a model's steps), the
+    keras.ops gather where it is traced for XLA: the choice belongs to the trace, not to the built model."""
+    import tensorflow as tf
+
+    def op_types(xla):
+        def crop(images, boxes):
+            return mops.crop_and_resize(images, boxes, tf.zeros((1,), tf.int32), (3, 3))
+
+        with mops.tracing(xla):
+            graph = tf.function(crop).get_concrete_function(
+                tf.TensorSpec((1, 8, 8, 2)), tf.TensorSpec((1, 4))).graph
+        return {op.type for op in graph.get_operations()}
+
+    assert "CropAndResize" in op_types(False)
+    assert "CropAndResize" not in op_types(True) and "GatherV2" in op_types(True)
+    assert not mops.static_shapes()  # outside a trace: TensorFlow's kernels
 
 
 @pytest.mark.all_backends
@@ -132,7 +155,13 @@ def _compiled(fn):
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(fn, jit_compile=True)
+        compiled = tf.function(fn, jit_compile=True)
+
+        def traced_for_xla(*args):  # as a model's step traced for XLA (mrcnn.ops.tracing)
+            with mops.tracing(True):
+                return compiled(*args)
+
+        return traced_for_xla
     if backend == "jax":
         import jax
 

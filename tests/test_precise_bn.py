@@ -132,14 +132,17 @@ def test_config_checks_precise_bn_batches():
 
 def test_positive_slots_keep_one_slot_for_a_batch_without_positives():
     """TRAIN_BN + MASK_HEAD_POSITIVES_ONLY: an empty mask-head input gave NaN batch statistics and gradients."""
+    from mrcnn import ops as mops
     from mrcnn.layers.wiring import FirstRois
 
     x = np.arange(2 * 5 * 3, dtype="float32").reshape(2, 5, 3)
-    layer = FirstRois(4, dynamic=True)
+    layer = FirstRois(4)
     none = keras.ops.convert_to_numpy(layer(x, np.zeros((2, 5), "int32")))
     np.testing.assert_array_equal(none, x[:, :1])
     some = keras.ops.convert_to_numpy(layer(x, np.array([[3, 1, 0, 0, 0], [2, 0, 0, 0, 0]], "int32")))
     np.testing.assert_array_equal(some, x[:, :2])
+    with mops.tracing(True):  # traced for XLA: fixed shapes, every slot
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x, np.zeros((2, 5), "int32"))), x[:, :4])
     bn = keras.layers.BatchNormalization()
     with_grads = keras.ops.convert_to_numpy(bn(none, training=True))
     assert np.isfinite(with_grads).all() and np.isfinite(keras.ops.convert_to_numpy(bn.moving_mean)).all()

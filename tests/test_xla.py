@@ -74,3 +74,28 @@ def test_detect_compiles_with_xla_and_equals_the_plain_one(tmp_path, shapes):
         assert np.abs(xla["rois"] - plain["rois"]).max() <= 1  # pixels, after rounding
         disagree = np.mean(xla["masks"] != plain["masks"])
         assert disagree < 1e-3, disagree
+
+
+def test_a_keras_file_saved_here_detects_the_same_with_xla(tmp_path, shapes):
+    """What a GPU machine does with a network saved on this CPU: it reloads the ``.keras`` file and runs it with
+    XLA (Keras's jit_compile="auto" there). The file holds the Config's layers only; the kernels and shapes
+    XLA needs are chosen when that machine traces it."""
+    weights = str(tmp_path / "weights.h5")  # the weights of the test above, whose scores are distinct
+    modellib.MaskRCNN("training", TinyModelConfig(), tmp_path, seed=0).save_weights(weights)
+    model = modellib.MaskRCNN("inference", TinyModelConfig(DETECTION_MIN_CONFIDENCE=0.0), tmp_path)
+    model.load_weights(weights, by_name=True)
+    images = [shapes.load_image(0), shapes.load_image(1)]
+    plain = model.detect(images)
+    path = str(tmp_path / "network.keras")
+    model.keras_model.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert type(reloaded) is type(model.keras_model)
+    reloaded.jit_compile = True
+    model.keras_model = reloaded
+    compiled = model.detect(images)
+    for got, expected in zip(compiled, plain):
+        assert len(expected["class_ids"]) > 0
+        np.testing.assert_array_equal(got["class_ids"], expected["class_ids"])
+        np.testing.assert_allclose(got["scores"], expected["scores"], atol=1e-5)
+        assert np.abs(got["rois"] - expected["rois"]).max() <= 1  # pixels, after rounding
+        assert np.mean(got["masks"] != expected["masks"]) < 1e-3

@@ -31,7 +31,7 @@ class DetectionTargetLayer(layers.Layer):
     * With ``add_gt_proposals`` the ground-truth boxes are added to the proposals first.
     * Positives get the class of their best ground-truth box, the box deltas to it divided by
       ``bbox_std_dev``, and its mask cropped to the ROI and resized to ``mask_shape`` (from mini masks
-      when ``use_mini_mask``); ``xla_crops`` as :func:`mrcnn.ops.crop_and_resize`'s ``xla``.
+      when ``use_mini_mask``).
 
     Inputs: ``proposals`` ``[batch, num_proposals, 4]`` normalized (zero rows are padding),
     ``gt_class_ids`` ``[batch, MAX_GT_INSTANCES]``, ``gt_boxes`` ``[batch, MAX_GT_INSTANCES, 4]``
@@ -42,7 +42,7 @@ class DetectionTargetLayer(layers.Layer):
     """
 
     def __init__(self, train_rois_per_image, roi_positive_ratio, bbox_std_dev, mask_shape,
-                 use_mini_mask, add_gt_proposals=False, seed=None, xla_crops=True, **kwargs):
+                 use_mini_mask, add_gt_proposals=False, seed=None, **kwargs):
         kwargs.setdefault("dtype", "float32")  # box math stays float32 under mixed precision
         super().__init__(**kwargs)
         self.train_rois_per_image = int(train_rois_per_image)
@@ -52,7 +52,6 @@ class DetectionTargetLayer(layers.Layer):
         self.use_mini_mask = bool(use_mini_mask)
         self.add_gt_proposals = bool(add_gt_proposals)
         self.seed = seed
-        self.xla_crops = bool(xla_crops)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, proposals, gt_class_ids, gt_boxes, gt_masks):
@@ -133,11 +132,11 @@ class DetectionTargetLayer(layers.Layer):
         flat_masks = ops.reshape(roi_masks, (-1,) + tuple(roi_masks.shape[2:]) + (1,))
         flat_boxes = ops.reshape(boxes, (-1, 4))
         box_ids = ops.arange(ops.shape(flat_boxes)[0], dtype="int32")
-        crops = mops.crop_and_resize(flat_masks, flat_boxes, box_ids, self.mask_shape, xla=self.xla_crops)
+        crops = mops.crop_and_resize(flat_masks, flat_boxes, box_ids, self.mask_shape)
         return ops.reshape(ops.round(crops), (-1, slots) + self.mask_shape)
 
     def get_config(self):
         return {**super().get_config(), "train_rois_per_image": self.train_rois_per_image,
                 "roi_positive_ratio": self.roi_positive_ratio, "bbox_std_dev": self.bbox_std_dev,
                 "mask_shape": list(self.mask_shape), "use_mini_mask": self.use_mini_mask,
-                "add_gt_proposals": self.add_gt_proposals, "seed": self.seed, "xla_crops": self.xla_crops}
+                "add_gt_proposals": self.add_gt_proposals, "seed": self.seed}

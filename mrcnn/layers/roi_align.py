@@ -28,17 +28,14 @@ class PyramidROIAlign(layers.Layer):
     Static shapes: every box is cropped from every level and the crop of its own level is kept. That
     costs four crops per box instead of one, and keeps all shapes fixed (XLA, other backends).
 
-    ``xla_crops``: see :func:`mrcnn.ops.crop_and_resize` (``xla``).
-
     Mixed precision: inputs are not cast; box coordinates and the level choice are float32, the crops
     keep the feature maps' dtype.
     """
 
-    def __init__(self, pool_shape, xla_crops=True, **kwargs):
+    def __init__(self, pool_shape, **kwargs):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.pool_shape = tuple(int(v) for v in pool_shape)
-        self.xla_crops = bool(xla_crops)
 
     def call(self, boxes, image_meta, feature_maps):
         boxes = ops.cast(boxes, "float32")
@@ -52,7 +49,7 @@ class PyramidROIAlign(layers.Layer):
         for level, feature_map in zip(range(2, 6), feature_maps):
             feature_map = ops.cast(feature_map, self.compute_dtype)
             crops = mops.crop_and_resize(feature_map, ops.stop_gradient(flat_boxes), box_indices,
-                                         self.pool_shape, xla=self.xla_crops)
+                                         self.pool_shape)
             chosen = crops * ops.cast(ops.equal(flat_levels, float(level)), crops.dtype)
             pooled = chosen if pooled is None else pooled + chosen
         channels = feature_maps[0].shape[-1]
@@ -64,4 +61,4 @@ class PyramidROIAlign(layers.Layer):
         return (boxes_shape[0], boxes_shape[1]) + self.pool_shape + (feature_maps_shape[0][-1],)
 
     def get_config(self):
-        return {**super().get_config(), "pool_shape": list(self.pool_shape), "xla_crops": self.xla_crops}
+        return {**super().get_config(), "pool_shape": list(self.pool_shape)}

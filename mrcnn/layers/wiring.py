@@ -118,26 +118,26 @@ class SplitRoiAxis(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class FirstRois(layers.Layer):
-    """``[batch, num_rois, ...]`` -> ``[batch, count, ...]``, the first ``count`` ROI slots; with ``pad_to``,
-    zeros appended back to ``pad_to`` slots instead. Keeps its input's dtype.
+    """``[batch, num_rois, ...]`` -> the first ``count`` ROI slots; with ``pad_to``, zeros appended back to
+    ``pad_to`` slots instead. Keeps its input's dtype.
 
-    ``dynamic=True`` (graphs that XLA does not compile): also given ``class_ids`` ``[batch, num_rois]`` whose
-    positive rows come first, keep only as many slots as the batch's largest number of positives (at most
-    ``count``, at least 1): a size known when the graph runs, so the work after it follows the positives sampled.
+    Given ``class_ids`` ``[batch, num_rois]`` whose positive rows come first, and where the graph being traced
+    may size tensors when it runs (:func:`mrcnn.ops.static_shapes` is False: TensorFlow without XLA), only as
+    many slots as the batch's largest number of positives are kept (at most ``count``, at least 1), so the work
+    after it follows the positives there are; under fixed shapes, ``count`` slots.
     """
 
-    def __init__(self, count, pad_to=None, dynamic=False, **kwargs):
+    def __init__(self, count, pad_to=None, **kwargs):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.count = int(count)
         self.pad_to = None if pad_to is None else int(pad_to)
-        self.dynamic = bool(dynamic)
 
     def call(self, x, class_ids=None):
         if self.pad_to is not None:
             missing = self.pad_to - ops.shape(x)[1]
             return ops.pad(x, [[0, 0], [0, missing]] + [[0, 0]] * (len(x.shape) - 2))
-        if self.dynamic:
+        if class_ids is not None and not mops.static_shapes():
             positives = ops.sum(ops.cast(ops.greater(class_ids[:, :self.count], 0), "int32"), axis=1)
             # At least one slot: a batch norm in training mode (TRAIN_BN) takes the statistics of its input,
             # and those of an empty one are NaN, gradients included (a batch without positives made the
@@ -146,11 +146,11 @@ class FirstRois(layers.Layer):
         return x[:, :self.count]
 
     def compute_output_shape(self, x_shape, class_ids_shape=None):
-        slots = self.pad_to or (None if self.dynamic else self.count)
+        slots = self.pad_to or (None if class_ids_shape is not None else self.count)
         return (x_shape[0], slots) + tuple(x_shape[2:])
 
     def get_config(self):
-        return {**super().get_config(), "count": self.count, "pad_to": self.pad_to, "dynamic": self.dynamic}
+        return {**super().get_config(), "count": self.count, "pad_to": self.pad_to}
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
