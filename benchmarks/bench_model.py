@@ -49,7 +49,6 @@ from timing import median_seconds  # noqa: E402  (benchmarks/timing.py)
 from mrcnn import model as modellib  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.data.generator import DataGenerator  # noqa: E402
-from mrcnn.export import masks_from_pixels  # noqa: E402
 from mrcnn.postprocess import unmold_detections  # noqa: E402
 from mrcnn.shapes import ShapesDataset  # noqa: E402
 
@@ -102,19 +101,6 @@ def bench_train_step(backbone, repeats, logs):
     return seconds, first["first_call_s"]
 
 
-def _numpy_path(model, image):
-    """detect() before the in-graph path: NumPy molding and unmolding around the network."""
-    molded, metas, windows = model.mold_inputs([image])
-    outputs = model._predict(molded, metas)
-    return unmold_detections(outputs[0][0], outputs[3][0], image.shape, molded[0].shape, windows[0])
-
-
-def _unmold(unmold, outputs, meta, image_shape):
-    """detect()'s unmolding: the unmold model, then its mask pixels written into the masks array."""
-    boxes, _, _, pixels, _ = unmold.predict_on_batch([outputs[0], outputs[3], meta])
-    return masks_from_pixels(pixels, image_shape, boxes.shape[:2])
-
-
 def _interleaved(calls, repeats):
     """{name: median seconds} of several calls timed in turn (after one warm-up call each)."""
     for fn in calls.values():
@@ -129,22 +115,17 @@ def _interleaved(calls, repeats):
 
 
 def _inference_stages(model, image, repeats):
-    """detect() against the NumPy path on one image, and each path's molding and unmolding alone."""
-    mold, unmold = model._inference_stages()
-    molded, meta = mold.predict_on_batch(image[None])
-    outputs = model._predict(molded, meta)
-    window = meta[0, 7:11].astype(int)
+    """detect() on one image, and its molding, network and unmolding alone."""
+    molded, metas, windows = model.mold_inputs([image])
+    outputs = model._predict(molded, metas)
     stages = _interleaved({
         "detect": lambda: model.detect([image]),
-        "numpy_path": lambda: _numpy_path(model, image),
-        "mold_in_graph": lambda: mold.predict_on_batch(image[None]),
-        "mold_numpy": lambda: model.mold_inputs([image]),
-        "unmold_in_graph": lambda: _unmold(unmold, outputs, meta, image.shape),
-        "unmold_numpy": lambda: unmold_detections(outputs[0][0], outputs[3][0], image.shape, molded[0].shape,
-                                                  window),
+        "molding": lambda: model.mold_inputs([image]),
+        "network": lambda: model._predict(molded, metas),
+        "unmolding": lambda: unmold_detections(outputs[0][0], outputs[3][0], image.shape, molded[0].shape,
+                                               windows[0]),
     }, repeats)
     stages["detections"] = len(model.detect([image])[0]["class_ids"])
-    stages["ratio_detect_vs_numpy_path"] = round(stages["detect"] / stages["numpy_path"], 3)
     return stages
 
 
@@ -192,16 +173,16 @@ def profile_detect(backbone, repeats, logs):
     config = BenchConfig(BACKBONE=backbone, IMAGE_RESIZE_MODE="square")
     model = modellib.MaskRCNN("inference", config, logs)
     image = np.random.default_rng(0).integers(0, 255, (1024, 1024, 3), dtype=np.uint8)
-    mold, unmold = model._inference_stages()
-    molded, meta = mold.predict_on_batch(image[None])
-    outputs = model._predict(molded, meta)
+    molded, metas, windows = model.mold_inputs([image])
+    outputs = model._predict(molded, metas)
     times = _interleaved({
         "detect": lambda: model.detect([image]),
-        "molding": lambda: mold.predict_on_batch(image[None]),
-        "network": lambda: model._predict(molded, meta),
-        "unmolding": lambda: _unmold(unmold, outputs, meta, image.shape),
+        "molding": lambda: model.mold_inputs([image]),
+        "network": lambda: model._predict(molded, metas),
+        "unmolding": lambda: unmold_detections(outputs[0][0], outputs[3][0], image.shape, molded[0].shape,
+                                               windows[0]),
     }, repeats)
-    report = stage_profile(model.keras_model, lambda: model._predict(molded, meta), times["network"])
+    report = stage_profile(model.keras_model, lambda: model._predict(molded, metas), times["network"])
     report["detect_s"] = times["detect"]
     report["molding_s"], report["unmolding_s"] = times["molding"], times["unmolding"]
     report["post_processing_percent_of_detect"] = round(100 * times["unmolding"] / times["detect"], 1)

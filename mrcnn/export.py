@@ -1,15 +1,15 @@
-"""One inference path, inside Keras models: molding, the network, unmolding; and exporting it.
+"""Exporting the whole inference path as one model: molding, the network, unmolding.
 
-``detect()`` runs three models built from the same layers the exported model holds:
+``detect()`` molds and unmolds in NumPy around the network (Matterport's way, the same on every backend). An
+exported model cannot call NumPy, so :func:`serving_model` does the same inside Keras layers, tested equal to
+``detect()``:
 
-* the *mold* model: uint8 images ``[B, H, W, 3]`` -> molded images and image meta (:class:`MoldImages`);
-* the network (``MaskRCNN.keras_model``, XLA as ``Config.JIT_COMPILE`` says): detections and 28x28 masks;
-* the *unmold* model: boxes in image pixels, class ids, scores, masks pasted at the image size and the count
-  (:class:`UnmoldDetections`), whose output size (the largest count) is only known when it runs.
+* :class:`MoldImages`: uint8 images ``[B, H, W, 3]`` -> molded images and image meta;
+* the network (``MaskRCNN.keras_model``): detections and 28x28 masks;
+* :class:`UnmoldDetections`: boxes in image pixels, class ids, scores, masks pasted at the image size and the
+  count, whose output size (the largest count) is only known when it runs.
 
-:func:`serving_model` chains the three into one Keras model (uint8 image in, ``boxes``, ``class_ids``,
-``scores``, ``masks``, ``count`` out), which :func:`export` writes as a TensorFlow SavedModel, a ``.keras``
-file or ONNX.
+:func:`export` writes it as a TensorFlow SavedModel, a ``.keras`` file or ONNX.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import os
 import shutil
 
 import keras
-import numpy as np
 
 from mrcnn.graph import MaskRCNNModel
 from mrcnn.layers.molding import MoldImages
@@ -36,35 +35,6 @@ def _image_input(name="image"):
     return keras.Input(shape=(None, None, 3), dtype="uint8", name=name)
 
 
-def mold_model(config):
-    """uint8 images ``[B, H, W, 3]`` -> ``[molded images, image meta]`` as ``MaskRCNN.keras_model`` takes them."""
-    images = _image_input()
-    molded, meta = MoldImages.from_model_config(config, name="mold_images")(images)
-    return keras.Model(images, [molded, meta], name="mold")
-
-
-def unmold_model(config, trim=True, bool_masks=True, dense_masks=True):
-    """``[detections, mrcnn_mask, image meta]`` -> ``[boxes, class_ids, scores, masks, count]`` (the images'
-    original size comes from the meta; one size per call; masks as :class:`UnmoldDetections` says)."""
-    detections = keras.Input(shape=(config.DETECTION_MAX_INSTANCES, 6), name="detections")
-    mask_shape = tuple(config.MASK_SHAPE) + (config.NUM_CLASSES,)
-    masks = keras.Input(shape=(config.DETECTION_MAX_INSTANCES,) + mask_shape, name="mrcnn_mask")
-    meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="image_meta")
-    outputs = UnmoldDetections(trim=trim, bool_masks=bool_masks, dense_masks=dense_masks,
-                               name="unmold_detections")(detections, masks, meta)
-    return keras.Model([detections, masks, meta], list(outputs), name="unmold")
-
-
-def masks_from_pixels(pixels, image_shape, detections_shape):
-    """The bool masks ``[B, H, W, K]`` whose set pixels are ``pixels`` (an unmold model's ``masks`` output with
-    ``dense_masks=False``), for images of ``image_shape`` and boxes ``[B, K, 4]`` (``detections_shape`` ``(B, K)``).
-    NumPy zeroes the array lazily: only the pages the masks touch are written."""
-    batch, count = detections_shape
-    masks = np.zeros((batch, image_shape[0], image_shape[1], count), bool)
-    masks.reshape(-1)[np.asarray(pixels)] = True
-    return masks
-
-
 def serving_model(network, config):
     """The whole path as one Keras model: ``image`` uint8 ``[B, H, W, 3]`` (one size per call) -> a dict of
     ``boxes`` int32 ``[B, K, 4]`` (image pixels), ``class_ids`` int32 ``[B, K]``, ``scores`` float32 ``[B, K]``,
@@ -73,7 +43,7 @@ def serving_model(network, config):
     molded, meta = MoldImages.from_model_config(config, name="mold_images")(images)
     outputs = network([molded, meta])
     detections, mrcnn_mask = outputs[0], outputs[3]
-    results = UnmoldDetections(trim=True, name="unmold_detections")(detections, mrcnn_mask, meta)
+    results = UnmoldDetections(name="unmold_detections")(detections, mrcnn_mask, meta)
     return MaskRCNNModel(images, dict(zip(OUTPUTS, results)), name="mask_rcnn_serving")
 
 

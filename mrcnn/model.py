@@ -128,7 +128,6 @@ class MaskRCNN:
         with self._scope():
             self.keras_model = self.build(mode, config)
         self._anchor_cache = {}
-        self._stages = None  # the mold and unmold models detect() runs around keras_model, built when needed
         self._compiled_trainable = None  # the trainable variables train() last compiled the model for
 
     def _scope(self):
@@ -436,10 +435,10 @@ class MaskRCNN:
         Returns one dict per image: ``rois`` ``[N, (y1, x1, y2, x2)]`` int32 image pixels, ``class_ids``
         ``[N]`` int32, ``scores`` ``[N]`` float32, ``masks`` ``[H, W, N]`` bool.
 
-        The path is the exported one (mrcnn.export): each image molded by the mold model, the network on up to
-        BATCH_SIZE images of one molded size at a time, then the unmold model (boxes to image pixels, masks
-        pasted at the image size) on the images of one size together; its masks come as the indices of their
-        set pixels, written here into a NumPy array.
+        One path on every backend, Matterport's: each image molded in NumPy (``mold_inputs``), the network on up
+        to BATCH_SIZE images of one molded size at a time, then each image's detections unmolded in NumPy
+        (mrcnn.postprocess: boxes to image pixels, masks pasted at the image size). The exported model does the
+        same in Keras layers (mrcnn.export), tested equal to this.
         """
         if self.mode != "inference":
             raise ValueError("Create model in inference mode.")
@@ -448,44 +447,6 @@ class MaskRCNN:
             print(f"Processing {len(images)} images")
         for i, image in enumerate(images):
             self._check_molded_size(image, i)
-        if keras.backend.backend() != "tensorflow":
-            return self._detect_numpy(images)
-        mold, unmold = self._inference_stages()
-        molded = [mold.predict_on_batch(image[None]) for image in images]  # [molded image, meta] per image
-        results = [None] * len(images)
-        for chunk in self._network_batches([m[0].shape for m in molded]):
-            outputs = self._predict(_stacked([molded[i][0] for i in chunk]), _stacked([molded[i][1] for i in chunk]))
-            # unmolded together where the original images have one size
-            same_size = {}
-            for j, i in enumerate(chunk):
-                same_size.setdefault(images[i].shape, []).append(j)
-            for rows in same_size.values():
-                picked = [chunk[j] for j in rows]
-                whole = len(rows) == len(chunk)  # (no copy of the network's 28x28xC masks then)
-                boxes, class_ids, scores, pixels, count = unmold.predict_on_batch(
-                    [outputs[0] if whole else outputs[0][rows], outputs[3] if whole else outputs[3][rows],
-                     _stacked([molded[i][1] for i in picked])])
-                masks = export.masks_from_pixels(pixels, images[picked[0]].shape, boxes.shape[:2])
-                for b, i in enumerate(picked):
-                    n = int(count[b])
-                    results[i] = {"rois": np.asarray(boxes[b, :n]), "class_ids": np.asarray(class_ids[b, :n]),
-                                  "scores": np.asarray(scores[b, :n]), "masks": masks[b, :, :, :n]}
-        return results
-
-    def _network_batches(self, molded_shapes):
-        """Indices of the images the network runs on together: the same molded size, at most BATCH_SIZE."""
-        groups = {}
-        for i, shape in enumerate(molded_shapes):
-            groups.setdefault(tuple(shape[1:]), []).append(i)
-        for indices in groups.values():
-            for start in range(0, len(indices), self.config.BATCH_SIZE):
-                yield indices[start:start + self.config.BATCH_SIZE]
-
-    def _detect_numpy(self, images):
-        """detect() on JAX and PyTorch: Matterport's NumPy molding (mold_inputs) and unmolding
-        (mrcnn.postprocess, the reference the exported mold and unmold models are tested against) around the
-        network. The mold model sizes its output from the image inside the graph, which JAX's tracing cannot
-        do; the network itself is the same Keras model on every backend."""
         results = [None] * len(images)
         molded = [self.mold_inputs([image]) for image in images]  # (molded [1, H, W, 3], meta, window) each
         for chunk in self._network_batches([m[0].shape for m in molded]):
@@ -497,11 +458,14 @@ class MaskRCNN:
                 results[i] = {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks}
         return results
 
-    def _inference_stages(self):
-        """The mold and unmold models around keras_model (mrcnn.export), built once."""
-        if self._stages is None:
-            self._stages = (export.mold_model(self.config), export.unmold_model(self.config, dense_masks=False))
-        return self._stages
+    def _network_batches(self, molded_shapes):
+        """Indices of the images the network runs on together: the same molded size, at most BATCH_SIZE."""
+        groups = {}
+        for i, shape in enumerate(molded_shapes):
+            groups.setdefault(tuple(shape[1:]), []).append(i)
+        for indices in groups.values():
+            for start in range(0, len(indices), self.config.BATCH_SIZE):
+                yield indices[start:start + self.config.BATCH_SIZE]
 
     def export(self, path, format="saved_model"):  # noqa: A002
         """Export the whole inference path (molding, network, unmolding) as ``format``: "saved_model" (serving
@@ -550,13 +514,7 @@ class MaskRCNN:
         probe.jit_compile = model.jit_compile
         if self.mode == "inference":
             images = as_images(images, caller="run_graph")
-            if keras.backend.backend() == "tensorflow":
-                mold, _ = self._inference_stages()  # molded as detect() molds them
-                pairs = [mold.predict_on_batch(image[None]) for image in images]
-                molded_images, metas = (np.concatenate([p[0] for p in pairs]),
-                                        np.concatenate([p[1] for p in pairs]))
-            else:  # as detect() molds them there (see _detect_numpy)
-                molded_images, metas, _ = self.mold_inputs(images)
+            molded_images, metas, _ = self.mold_inputs(images)  # as detect() molds them
             if image_metas is not None:
                 metas = image_metas
             values = probe.predict_on_batch(self._inference_inputs(molded_images, metas))

@@ -1,4 +1,4 @@
-"""The in-graph inference path (mrcnn.layers.molding / unmolding, mrcnn.export) and the exported models.
+"""The exported form of the inference path (mrcnn.layers.molding / unmolding, mrcnn.export) and the exports.
 
 References: Matterport's molding procedure written here with scikit-image (``skimage.transform.resize`` with
 Matterport's arguments), the NumPy helpers (``mold_inputs``, ``get_anchors``, ``postprocess.unmold_detections``),
@@ -20,8 +20,9 @@ from PIL import Image
 import mrcnn.model as modellib
 from mrcnn import utils
 from mrcnn.data.image_meta import compose_image_meta
-from mrcnn.export import ExportError, mold_model, unmold_model
+from mrcnn.export import ExportError, serving_model
 from mrcnn.layers.molding import ImageAnchors, MoldImages
+from mrcnn.layers.unmolding import UnmoldDetections
 from mrcnn.postprocess import unmold_detections
 from tests.conftest import TinyModelConfig
 
@@ -102,8 +103,7 @@ def _random_detections(rng, count, slots=20, classes=4):
 def test_unmold_detections_layer_equals_the_numpy_helper(mode):
     config = TinyModelConfig(IMAGE_RESIZE_MODE=mode, IMAGE_MIN_DIM=128 if mode == "square" else 64,
                              DETECTION_MAX_INSTANCES=20)
-    unmold = unmold_model(config)
-    fixed = unmold_model(config, trim=False)
+    unmold = UnmoldDetections()
     rng = np.random.default_rng(1)
     for count in (0, 1, 7, 20):
         h, w = int(rng.integers(30, 220)), int(rng.integers(30, 220))
@@ -114,21 +114,18 @@ def test_unmold_detections_layer_equals_the_numpy_helper(mode):
         detections, masks = _random_detections(rng, count)
         rois, ref_ids, ref_scores, ref_masks = unmold_detections(detections[0], masks[0], image.shape, molded.shape,
                                                                  window)
-        got = unmold.predict_on_batch([detections, masks, meta.astype(np.float32)])
+        got = [keras.ops.convert_to_numpy(v) for v in unmold(detections, masks, meta.astype(np.float32))]
         k = int(got[4][0])
         assert k == len(ref_ids) and got[0].shape[1] == k and got[3].shape == (1, h, w, k)
         np.testing.assert_array_equal(got[0][0], rois)
         np.testing.assert_array_equal(got[1][0], ref_ids)
         np.testing.assert_array_equal(got[2][0], ref_scores)
         np.testing.assert_array_equal(got[3][0], ref_masks)  # the same float64 formula: the same pixels
-        padded = fixed.predict_on_batch([detections, masks, meta.astype(np.float32)])
-        assert padded[3].shape == (1, h, w, 20) and not padded[3][0, :, :, k:].any()
-        np.testing.assert_array_equal(padded[0][0, :k], rois)
 
 
-def test_stages_refuse_crop_mode():
+def test_molding_refuses_crop_mode():
     with pytest.raises(ValueError, match="crop is for training"):
-        mold_model(TinyModelConfig(IMAGE_RESIZE_MODE="crop"))
+        MoldImages.from_model_config(TinyModelConfig(IMAGE_RESIZE_MODE="crop"))
 
 
 # ---------------------------------------------------------------------------------------------- whole model
@@ -160,13 +157,6 @@ def _inference(tmp, path, **overrides):
     return model
 
 
-def _numpy_path(model, image):
-    """detect() as it was before the in-graph path: NumPy molding and unmolding around keras_model."""
-    molded, metas, windows = model.mold_inputs([image])
-    outputs = model._predict(molded, metas)
-    return unmold_detections(outputs[0][0], outputs[3][0], image.shape, molded[0].shape, windows[0])
-
-
 def _assert_same_detections(got, expected, scores_atol=1e-4):
     np.testing.assert_array_equal(got["class_ids"], expected["class_ids"])
     np.testing.assert_allclose(got["scores"], expected["scores"], atol=scores_atol)
@@ -180,16 +170,21 @@ def _assert_same_detections(got, expected, scores_atol=1e-4):
         assert union == 0 or np.logical_and(a, b).sum() / union >= 0.99
 
 
-def test_detect_equals_the_numpy_path(trained):
+def test_the_serving_model_equals_detect(trained):
+    """The exported form (molding and unmolding as Keras layers) against detect() (NumPy molding and unmolding
+    around the network, batched by molded size)."""
     tmp, path, images = trained
     for mode, per_call in (("square", 1), ("pad64", 2)):  # pad64: two same-size images per network call
         model = _inference(tmp, path, IMAGE_RESIZE_MODE=mode, IMAGE_MIN_DIM=128 if mode == "square" else 64,
                            IMAGES_PER_GPU=per_call)
-        for image, result in zip(images, model.detect(images)):
-            rois, class_ids, scores, masks = _numpy_path(model, image)
-            assert len(class_ids) > 0
-            _assert_same_detections(result, {"rois": rois, "class_ids": class_ids, "scores": scores,
-                                             "masks": masks}, scores_atol=1e-5)
+        serving = serving_model(model.keras_model, model.config)
+        for image, want in zip(images, model.detect(images)):
+            assert len(want["class_ids"]) > 0
+            out = serving.predict_on_batch(image[None])
+            n = int(out["count"][0])
+            got = {"rois": out["boxes"][0, :n], "class_ids": out["class_ids"][0, :n],
+                   "scores": out["scores"][0, :n], "masks": out["masks"][0, :, :, :n]}
+            _assert_same_detections(got, want, scores_atol=1e-5)
 
 
 SERVE_SCRIPT = r"""

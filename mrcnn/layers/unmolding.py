@@ -109,23 +109,14 @@ class UnmoldDetections(layers.Layer):
     molded size; one original size per batch).
 
     Outputs: ``boxes`` int32 ``[B, K, 4]``, ``class_ids`` int32 ``[B, K]``, ``scores`` float32 ``[B, K]``,
-    ``masks`` ``[B, H, W, K]`` (bool, or uint8 0/1 with ``bool_masks=False``, which NumPy views as bool without
-    a copy) and ``count`` int32 ``[B]``: the first ``count[b]`` rows of image b are its detections, the rest
-    zeros. ``K`` is the largest count in the batch (``trim=True``, a size known only when the graph runs) or
-    ``D`` (``trim=False``).
-
-    With ``dense_masks=False`` the ``masks`` output is instead the int64 flat indices of the set pixels of that
-    ``[B, H, W, K]`` array (:func:`pasted_pixels`): the same masks for a caller that builds the array itself
-    (``detect()`` writes them into a lazily zeroed NumPy array, where TensorFlow would first zero every byte).
+    ``masks`` bool ``[B, H, W, K]`` and ``count`` int32 ``[B]``: the first ``count[b]`` rows of image b are its
+    detections, the rest zeros. ``K`` is the largest count in the batch, a size known only when the graph runs.
     """
 
-    def __init__(self, trim=True, bool_masks=True, dense_masks=True, **kwargs):
+    def __init__(self, **kwargs):
         kwargs.setdefault("dtype", "float32")
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        self.trim = bool(trim)
-        self.bool_masks = bool(bool_masks)
-        self.dense_masks = bool(dense_masks)
 
     def call(self, detections, mrcnn_mask, image_meta):
         detections = ops.cast(detections, "float32")
@@ -158,15 +149,13 @@ class UnmoldDetections(layers.Layer):
         position = ops.arange(num, dtype="int32")[None, :]
         order = ops.argsort(ops.where(keep, position, position + num), axis=-1)
         count = ops.sum(ops.cast(keep, "int32"), axis=-1)
-        k = ops.max(count) if self.trim else num
+        k = ops.max(count)
         order = order[:, :k]
         valid = ops.arange(num, dtype="int32")[None, :k] < count[:, None]
 
         boxes = ops.where(valid[..., None], mops.gather_rows(boxes, order), 0)
         class_ids = ops.where(valid, mops.gather_rows(class_ids, order), 0)
         scores = ops.where(valid, mops.gather_rows(scores, order), 0.0)
-        # each detection's mask of its own class: rows gathered from the flat batch, the class by a one-hot sum
-        # (exact: the other classes add zeros); cheaper than take_along_axis over [B, D, mh, mw, C]
         # each detection's mask of its own class, gathered from the flat [B * D * mh * mw * C] masks
         mh, mw, classes = mrcnn_mask.shape[2], mrcnn_mask.shape[3], mrcnn_mask.shape[4]
         rows = ops.reshape(order + ops.arange(batch, dtype="int32")[:, None] * num, (-1,))  # [B*K]
@@ -175,23 +164,11 @@ class UnmoldDetections(layers.Layer):
         masks = ops.reshape(ops.take(ops.reshape(mrcnn_mask, (-1,)), index), (-1, mh, mw))  # [B*K, mh, mw]
         # padding slots have zero boxes: no area, nothing pasted
         boxes_flat = ops.reshape(boxes, (-1, 4))
-        if not self.dense_masks:
-            return boxes, class_ids, scores, pasted_pixels(masks, boxes_flat, height, width, groups=batch), count
         pasted = paste_masks(masks, boxes_flat, height, width, groups=batch)
-        if self.bool_masks:
-            pasted = ops.cast(pasted, "bool")
-        return boxes, class_ids, scores, pasted, count
+        return boxes, class_ids, scores, ops.cast(pasted, "bool"), count
 
     def compute_output_spec(self, detections, mrcnn_mask, image_meta):
         batch = detections.shape[0]
-        k = None if self.trim else detections.shape[1]
-        if self.dense_masks:
-            masks = keras.KerasTensor((batch, None, None, k), dtype="bool" if self.bool_masks else "uint8")
-        else:
-            masks = keras.KerasTensor((None,), dtype="int64")
-        return (keras.KerasTensor((batch, k, 4), dtype="int32"), keras.KerasTensor((batch, k), dtype="int32"),
-                keras.KerasTensor((batch, k), dtype="float32"), masks, keras.KerasTensor((batch,), dtype="int32"))
-
-    def get_config(self):
-        return {**super().get_config(), "trim": self.trim, "bool_masks": self.bool_masks,
-                "dense_masks": self.dense_masks}
+        return (keras.KerasTensor((batch, None, 4), dtype="int32"), keras.KerasTensor((batch, None), dtype="int32"),
+                keras.KerasTensor((batch, None), dtype="float32"),
+                keras.KerasTensor((batch, None, None, None), dtype="bool"), keras.KerasTensor((batch,), dtype="int32"))
