@@ -50,7 +50,7 @@ def layer_case(kind, height, width, channels, repeats):
     import tensorflow as tf
 
     from attention import LocalSelfAttention2D
-    from attention.cost import layer_flops, peak_rss_mb
+    from mrcnn.costs import layer_flops, peak_rss_mb
 
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(1, height, width, channels)).astype("float32"))
@@ -91,9 +91,9 @@ def model_step(attention, repeats):
     """Runs in a child process: one ResNet-50 training step at 512x512."""
     import keras
 
-    from attention.cost import backbone_flops, peak_rss_mb
     from mrcnn import model as modellib
     from mrcnn.config import Config
+    from mrcnn.costs import backbone_flops, peak_rss_mb
     from mrcnn.data.generator import DataGenerator
     from mrcnn.shapes import ShapesDataset
 

@@ -185,7 +185,7 @@ def forward_macs(logs):
     tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
     with torch.no_grad():
         report["detect_1024x1024"] = summary(
-            keras_macs(lambda: model.keras_model(model._inference_inputs(molded, metas))),
+            keras_macs(lambda: model.keras_model([np.asarray(molded, np.float32), np.asarray(metas, np.float32)])),
             torch_macs(reference, lambda: reference([tensor])))
     return report
 

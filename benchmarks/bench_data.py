@@ -66,7 +66,10 @@ def bench_rpn_targets(repeats):
 
 def _augmentations():
     import albumentations as A
-    import imgaug.augmenters as iaa
+
+    from mrcnn.data.augmentation import imgaug_augmenters
+
+    iaa = imgaug_augmenters()  # imgaug 0.4 on NumPy 2
 
     return {
         "imgaug": iaa.Sequential([
@@ -107,7 +110,9 @@ def bench_generator(images):
 def bench_cityscapes_crops(images, target=25.0):
     """The Cityscapes training setting: 1024x2048 frames, random 1024x1024 crops at full resolution
     (CityscapesConfig), horizontal flips (cityscapes.py train), RPN targets; one worker, serially."""
-    import imgaug.augmenters as iaa
+    from mrcnn.data.augmentation import imgaug_augmenters
+
+    iaa = imgaug_augmenters()  # imgaug 0.4 on NumPy 2
 
     config = BenchConfig(IMAGE_RESIZE_MODE="crop", IMAGE_MIN_DIM=1024, IMAGE_MAX_DIM=1024,
                          IMAGE_MIN_SCALE=0, MAX_GT_INSTANCES=100)

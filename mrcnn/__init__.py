@@ -7,8 +7,5 @@ this package does not import TensorFlow; the model modules do.
 __version__ = "0.1.0"
 
 from mrcnn.backend import check_backend as _check_backend
-from mrcnn.numpy_compat import patch_numpy_for_imgaug as _patch_numpy_for_imgaug
 
 _check_backend()  # an unknown or missing Keras backend: one clear message, before Keras fails inside
-
-_patch_numpy_for_imgaug()

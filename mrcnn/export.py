@@ -9,7 +9,10 @@ exported model cannot call NumPy, so :func:`serving_model` does the same inside 
 * :class:`UnmoldDetections`: boxes in image pixels, class ids, scores, masks pasted at the image size and the
   count, whose output size (the largest count) is only known when it runs.
 
-:func:`export` writes it as a TensorFlow SavedModel, a ``.keras`` file or ONNX.
+:func:`export` writes it as a TensorFlow SavedModel, a ``.keras`` file or ONNX (:func:`export_onnx`, through
+tf2onnx: NMS is TensorFlow's ``NonMaxSuppressionV4`` per image, ONNX's ``NonMaxSuppression``; the detection
+layer's class choice avoids Keras's TensorFlow ``argmax``, whose bit operations have no ONNX form; molding and
+unmolding use only gathers, arithmetic and ``map``, an ONNX ``Loop``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from mrcnn.graph import MaskRCNNModel
 from mrcnn.layers.molding import MoldImages
 from mrcnn.layers.unmolding import UnmoldDetections
 
+ONNX_OPSET = 17
+INSTALL_HINT = "python -m pip install tf2onnx==1.17.0 onnx onnxruntime"
 FORMATS = ("saved_model", "keras", "onnx")
 OUTPUTS = ("boxes", "class_ids", "scores", "masks", "count")
 
@@ -57,7 +62,7 @@ def export(model, path, format="saved_model"):  # noqa: A002  (Keras's own argum
     (``masks`` ``[B, H, W, K]``, ``count`` ``[B]``). Needs the TensorFlow backend; the file needs no mrcnn code.
     keras: the serving model as a ``.keras`` file (``keras.saving.load_model`` without custom objects, once
     ``mrcnn`` is imported: its layers are registered there).
-    onnx: see :func:`mrcnn.onnx_export.export_onnx`.
+    onnx: see :func:`export_onnx`.
     """
     if getattr(model, "mode", "inference") != "inference":
         raise ExportError("export needs an inference-mode model: build MaskRCNN(mode='inference', ...), load the "
@@ -77,8 +82,6 @@ def export(model, path, format="saved_model"):  # noqa: A002  (Keras's own argum
                           f"this one is {keras.backend.backend()!r}. format='keras' works on every backend")
     if format == "saved_model":
         return _export_saved_model(serving, path)
-    from mrcnn.onnx_export import export_onnx
-
     return export_onnx(serving, path)
 
 
@@ -109,5 +112,36 @@ def _export_saved_model(serving, path):
     shutil.rmtree(partial, ignore_errors=True)
     archive.write_out(partial, verbose=False)
     shutil.rmtree(path, ignore_errors=True)  # an export written before is replaced whole
+    os.replace(partial, path)
+    return path
+
+
+def export_onnx(serving, path, opset=ONNX_OPSET):
+    """Write the serving model (``mrcnn.export.serving_model``) as ONNX: input ``images`` uint8
+    ``[B, H, W, 3]`` (one size per call), outputs ``boxes``, ``class_ids``, ``scores``, ``masks`` and
+    ``count`` as the SavedModel's ``serve_batch``. Returns ``path``."""
+    try:
+        import tf2onnx
+    except ImportError:
+        raise ExportError(f"export format 'onnx' needs tf2onnx, which is not installed: {INSTALL_HINT}") from None
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8, name="images")])
+    def serve(images):
+        return serving(images, training=False)
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    partial = path + ".part"
+    try:
+        tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=opset,
+                                      output_path=partial)
+        import onnx
+
+        onnx.checker.check_model(partial)  # an op the converter could not express fails here, named
+    except Exception as error:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise ExportError(f"ONNX conversion failed: {str(error).strip()[:500]}. The SavedModel export "
+                          f"(format='saved_model') holds the same graph") from error
     os.replace(partial, path)
     return path

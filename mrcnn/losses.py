@@ -10,8 +10,7 @@ import keras
 from keras import layers, ops
 
 from mrcnn import ops as mops
-
-LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
+from mrcnn.config import LOSS_NAMES
 
 
 def smooth_l1(y_true, y_pred):

@@ -2,7 +2,7 @@
 
 imgaug reads ``np.sctypes`` at import time and ``np.complex`` in some augmenters; numpy 2 removed
 both. :func:`patch_numpy_for_imgaug` adds them back (only when missing, never replacing anything).
-``import mrcnn`` calls it, so ``import imgaug`` works anywhere after an ``mrcnn`` import.
+``mrcnn.data.augmentation.imgaug_augmenters()`` calls it before importing imgaug (the one place mrcnn does).
 Measured on this stack: the augmenters Matterport's samples use work with it; ElasticTransformation
 still fails.
 """

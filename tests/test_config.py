@@ -89,3 +89,22 @@ def test_to_dict_and_display(capsys):
     config.display()
     out = capsys.readouterr().out
     assert "IMAGE_META_SIZE" in out and "shapes" in out
+
+
+def test_a_subclass_asking_for_external_rois_is_refused():
+    """Matterport's USE_RPN_ROIS=False trained the heads on ROIs made by code; that mode is not carried over, so
+    a config asking for it is refused rather than silently trained on the RPN's proposals."""
+    class External(Config):
+        NAME = "external"
+        NUM_CLASSES = 2
+        USE_RPN_ROIS = False
+
+    with pytest.raises(ConfigError, match="USE_RPN_ROIS"):
+        External()
+
+    class Default(Config):
+        NAME = "default"
+        NUM_CLASSES = 2
+        USE_RPN_ROIS = True
+
+    Default()

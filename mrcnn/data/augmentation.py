@@ -10,8 +10,9 @@ identically; pixel-level transforms (colour, blur, noise...) change the image on
   itself applies only spatial transforms to ``masks``, with nearest-neighbour interpolation.
 
 imgaug 0.4.0 fails at import on numpy 2 (``np.sctypes`` and ``np.complex`` were removed).
-:func:`patch_numpy_for_imgaug` puts those aliases back; importing ``mrcnn`` runs it, so
-``import imgaug`` works anywhere after ``import mrcnn`` (or any ``from mrcnn ...``).
+:func:`imgaug_augmenters` puts those aliases back (mrcnn.numpy_compat) and imports imgaug: Matterport's
+``from imgaug import augmenters as iaa`` is ``iaa = imgaug_augmenters()`` here. Nothing else in mrcnn touches
+NumPy's namespace.
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ IMGAUG_MASK_AUGMENTERS = frozenset({
     "Sequential", "SomeOf", "OneOf", "Sometimes", "Fliplr", "Flipud", "CropAndPad", "Affine",
     "PiecewiseAffine",
 })
+
+
+def imgaug_augmenters():
+    """``imgaug.augmenters``, imported after restoring the NumPy 1 aliases imgaug 0.4.0 needs on NumPy 2."""
+    patch_numpy_for_imgaug()
+    import imgaug.augmenters
+
+    return imgaug.augmenters
 
 
 def _is_imgaug(augmentation):

@@ -21,7 +21,6 @@ tenth of the learning rate); ``--epochs`` rescales it, ``--schedule`` replaces i
 from __future__ import annotations
 
 import argparse
-import ast
 import logging
 import os
 import sys
@@ -35,11 +34,12 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import keras  # noqa: E402
 
-from attention.cost import StepTimer  # noqa: E402
 from mrcnn import distribute  # noqa: E402
 from mrcnn import model as modellib  # noqa: E402
 from mrcnn.checkpoints import TrainingDiverged  # noqa: E402
+from mrcnn.cli import UsageError, parse_setting  # noqa: E402
 from mrcnn.config import ConfigError  # noqa: E402
+from mrcnn.costs import StepTimer  # noqa: E402
 from mrcnn.dataset import ImageLoadError  # noqa: E402
 from mrcnn.distribute import DistributeError  # noqa: E402
 from samples.cityscapes import jobs  # noqa: E402
@@ -137,22 +137,6 @@ def build_parser():
     return parser
 
 
-class UsageError(RuntimeError):
-    """A problem with the command line or the environment that a paragraph explains (no traceback)."""
-
-
-def parse_setting(text):
-    """``"KEY=VALUE"`` -> ``(KEY, value)``, the value read as a Python literal (else kept as a string)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise UsageError(f"--set {text!r}: expected KEY=VALUE, e.g. --set VALIDATION_STEPS=10")
-    try:
-        value = ast.literal_eval(value.strip())
-    except (ValueError, SyntaxError):
-        value = value.strip()
-    return key.strip(), value
-
-
 def make_config(args):
     base = CONFIGS[args.config or ("synthetic" if args.dataset is None else "cityscapes")]
     classes = BENCHMARK_CLASSES if args.classes == 8 else INSTANCE_CLASSES
@@ -244,7 +228,9 @@ def run_train(args, explicit=None):
     if not os.path.isfile(os.path.join(model.log_dir, jobs.RUN_FILE)) and distribute.is_chief():
         settings = {**{key: getattr(args, key) for key in RUN_SETTINGS}, "schedule": schedule, "epochs": epochs}
         jobs.record_run(model.log_dir, settings, weights, schedule, stages, getattr(args, "argv", sys.argv))
-    import imgaug.augmenters as iaa  # after mrcnn: its numpy-2 aliases are in place
+    from mrcnn.data.augmentation import imgaug_augmenters
+
+    iaa = imgaug_augmenters()  # imgaug 0.4 on NumPy 2
 
     timer = StepTimer()
     jobs.train_stages(model, train_set, val_set, stages, augmentation=iaa.Fliplr(0.5), custom_callbacks=[timer])

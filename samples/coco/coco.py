@@ -44,21 +44,20 @@ from pycocotools.coco import COCO  # noqa: E402
 from pycocotools.cocoeval import COCOeval  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from mrcnn import cli, utils  # noqa: E402  (cli: weights choice and staged training, shared by the samples)
 from mrcnn import model as modellib  # noqa: E402
-from mrcnn import utils  # noqa: E402
+from mrcnn.cli import UsageError, parse_setting  # noqa: E402
 from mrcnn.config import Config, ConfigError  # noqa: E402
 from mrcnn.dataset import ImageLoadError  # noqa: E402
 from mrcnn.download import WeightsDownloadError, download_file  # noqa: E402
 from mrcnn.weights import WeightsFileError, WeightsMismatchError  # noqa: E402
-from samples.cityscapes import jobs  # noqa: E402  (weights choice and staged training, shared)
-from samples.cityscapes.cityscapes import UsageError, parse_setting  # noqa: E402
 
-COCO_MODEL_PATH = jobs.COCO_WEIGHTS_PATH
+COCO_MODEL_PATH = cli.COCO_WEIGHTS_PATH
 DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
 DEFAULT_DATASET_YEAR = "2014"
 VAL_SUBSETS = {"2014": "minival", "2017": "val"}  # what train validates on and evaluate scores, per year
 # Matterport coco.py's three stages: heads to epoch 40, ResNet stage 4 and up to 120, all at LR/10 to 160.
-DEFAULT_SCHEDULE = "heads:40,4+:120,all:160:0.1"
+DEFAULT_SCHEDULE = cli.DEFAULT_SCHEDULE
 COCO_IMAGES_URL = "http://images.cocodataset.org/zips/{}.zip"
 COCO_ANNOTATIONS_URL = "http://images.cocodataset.org/annotations/annotations_trainval{}.zip"
 # Matterport's minival / valminusminival 2014 splits (annotations only; the images are val2014's).
@@ -305,7 +304,7 @@ def main(argv=None):
         else:
             run_evaluate(args, CocoConfig(**{"GPU_COUNT": 1, "IMAGES_PER_GPU": 1, "DETECTION_MIN_CONFIDENCE": 0,
                                               **overrides}))
-    except (UsageError, CocoDownloadError, jobs.WeightsChoiceError, jobs.ScheduleError, ConfigError,
+    except (UsageError, CocoDownloadError, cli.WeightsChoiceError, cli.ScheduleError, ConfigError,
             ImageLoadError, FileNotFoundError) as error:
         print(f"\ncoco.py {args.command}: {error}", file=sys.stderr)
         return 2
@@ -317,7 +316,7 @@ def load_model_weights(model, choice):
     (the class count is COCO's), as Matterport's coco.py does."""
     try:
         if choice.lower() == "coco":
-            path = jobs.coco_weights_path(flag="--model")
+            path = cli.coco_weights_path(flag="--model")
         elif choice.lower() == "imagenet":
             path = model.get_imagenet_weights()
         elif choice.lower() == "last":
@@ -355,10 +354,12 @@ def run_train(args, config):
     dataset_val = CocoDataset()
     dataset_val.load_coco(args.dataset, VAL_SUBSETS[args.year], year=args.year, auto_download=args.download)
     dataset_val.prepare()
-    import imgaug.augmenters as iaa  # after mrcnn: its numpy-2 aliases are in place
+    from mrcnn.data.augmentation import imgaug_augmenters
 
-    stages = jobs.parse_schedule(args.schedule, learning_rate=config.LEARNING_RATE)
-    jobs.train_stages(model, dataset_train, dataset_val, stages, augmentation=iaa.Fliplr(0.5))
+    iaa = imgaug_augmenters()  # imgaug 0.4 on NumPy 2
+
+    stages = cli.parse_schedule(args.schedule, learning_rate=config.LEARNING_RATE)
+    cli.train_stages(model, dataset_train, dataset_val, stages, augmentation=iaa.Fliplr(0.5))
     return model
 
 

@@ -12,9 +12,9 @@ pytestmark = pytest.mark.all_backends  # also on JAX and PyTorch (tests/run_back
 
 
 def imgaug_augmenters():
-    import imgaug.augmenters as iaa
+    from mrcnn.data.augmentation import imgaug_augmenters
 
-    return iaa
+    return imgaug_augmenters()  # imgaug 0.4 on NumPy 2
 
 
 def _scene(height=96, width=128):

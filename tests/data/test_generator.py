@@ -110,7 +110,10 @@ def test_parallel_workers_give_the_same_batches():
     from concurrent.futures import ThreadPoolExecutor
 
     import albumentations as A
-    import imgaug.augmenters as iaa
+
+    from mrcnn.data.augmentation import imgaug_augmenters
+
+    iaa = imgaug_augmenters()  # imgaug 0.4 on NumPy 2
 
     dataset = _dataset(count=8)
     for augmentation in (iaa.Sequential([iaa.Fliplr(0.5), iaa.Affine(rotate=(-10, 10))]),

@@ -1,0 +1,82 @@
+"""Looking inside the graph, for Matterport's notebooks: ``log``, ``run_graph`` and ``ancestor``."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import keras
+import numpy as np
+
+from mrcnn.graph import MaskRCNNModel
+from mrcnn.inference import mold_inputs
+from mrcnn.inputs import as_images
+
+
+def log(text, array=None):
+    """Matterport's notebook helper: print ``text`` and, given an array, its shape, min, max and dtype."""
+    if array is not None:
+        array = np.asarray(keras.ops.convert_to_numpy(array))
+        text = text.ljust(25)
+        text += f"shape: {str(array.shape):20}  "
+        if array.size:
+            text += f"min: {array.min():10.5f}  max: {array.max():10.5f}"
+        else:
+            text += f"min: {'':10}  max: {'':10}"
+        text += f"  {array.dtype}"
+    print(text)
+
+
+def ancestor(model, name):
+    """Matterport's TF1 graph walk, as far as Keras 3 can answer it: the output of the layer ``name`` names.
+
+    TF1 tensor names (``"ROI/rpn_non_max_suppression:0"``) have no Keras 3 counterpart; the layer part
+    (``ROI``) is looked up and its output returned. Unknown layers raise ``ValueError`` listing what exists;
+    for values, use ``run_graph([image], [(name, layer)])``.
+    """
+    layer_name = name.split("/")[0].split(":")[0]
+    try:
+        return model.get_layer(layer_name).output
+    except ValueError:
+        names = ", ".join(layer.name for layer in model.layers if not layer.name.startswith("input"))
+        raise ValueError(
+            f"ancestor: no layer {layer_name!r} (from {name!r}); Keras 3 has no TF1 graph to walk. The model's "
+            f"layers: {names}. Use run_graph([image], [(label, layer_name)]) for their values") from None
+
+
+def run_graph(model, config, mode, images, outputs, image_metas=None):
+    """``MaskRCNN.run_graph`` (see there): the named intermediate tensors of ``model`` on ``images``."""
+    tensors = [model.get_layer(t).output if isinstance(t, str) else t for _, t in outputs]
+    flat = [t for tensor in tensors for t in (tensor if isinstance(tensor, (list, tuple)) else [tensor])]
+    probe = MaskRCNNModel(model.inputs, flat)  # traced as the model is (XLA or not)
+    probe.jit_compile = model.jit_compile
+    if mode == "inference":
+        images = as_images(images, caller="run_graph")
+        molded_images, metas, _ = mold_inputs(config, images)  # as detect() molds them
+        if image_metas is not None:
+            metas = image_metas
+        values = probe.predict_on_batch([np.asarray(molded_images, np.float32), np.asarray(metas, np.float32)])
+        batch = len(molded_images)
+    else:
+        values = probe.predict_on_batch(list(images))
+        batch = len(images[0])
+    values = [keras.ops.convert_to_numpy(v) for v in (values if len(flat) > 1 else [values])]
+    result = OrderedDict()
+    for (name, target), tensor in zip(outputs, tensors):
+        if isinstance(tensor, (list, tuple)):
+            result[name], values = values[:len(tensor)], values[len(tensor):]
+        else:
+            result[name], values = _with_batch_axis(values[0], target, batch), values[1:]
+    return result
+
+
+def _with_batch_axis(value, layer_name, batch):
+    """A per-ROI head output computed on ``[batch * rois, ...]`` (``mrcnn_mask``, ``mrcnn_class_logits``, the
+    head's inner layers), asked for by layer name or by that layer's output tensor, as Matterport's
+    ``[batch, rois, ...]``; anything else unchanged."""
+    if not isinstance(layer_name, str):  # a layer's output tensor, as Matterport's notebooks pass them
+        history = getattr(layer_name, "_keras_history", None)
+        layer_name = history.operation.name if history is not None else ""
+    per_roi = layer_name.startswith(("mrcnn_", "roi_align_"))
+    if per_roi and value.ndim >= 1 and batch and value.shape[0] != batch and value.shape[0] % batch == 0:
+        return value.reshape((batch, value.shape[0] // batch) + value.shape[1:])
+    return value
