@@ -44,38 +44,35 @@ def box_areas(boxes):
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
+def iou(boxes1, boxes2, area1, area2):
+    """IoU of ``boxes1`` and ``boxes2`` (``[..., (y1, x1, y2, x2)]``, broadcast against each other) given their
+    areas (broadcast likewise, without the last axis): the one NumPy IoU formula. Computed in the arrays'
+    dtype in a fixed order, so :func:`compute_iou`, :func:`compute_overlaps` and the RPN targets' pruned pairs
+    (mrcnn.data.anchor_index) give bit-equal values; 0 where the union is empty."""
+    h = np.minimum(boxes1[..., 2], boxes2[..., 2])
+    h -= np.maximum(boxes1[..., 0], boxes2[..., 0])
+    np.maximum(h, 0, out=h)
+    w = np.minimum(boxes1[..., 3], boxes2[..., 3])
+    w -= np.maximum(boxes1[..., 1], boxes2[..., 1])
+    np.maximum(w, 0, out=w)
+    h *= w  # intersection
+    union = np.add(area1, area2)
+    union -= h
+    # An empty union has an empty intersection: clamping gives IoU 0 without a masked divide.
+    np.maximum(union, union.dtype.type(1e-12), out=union)
+    h /= union
+    return h
+
+
 def compute_iou(box, boxes, box_area, boxes_area):
     """IoU of one box against many (Matterport's signature).
 
     box: ``(y1, x1, y2, x2)``; boxes: ``[N, (y1, x1, y2, x2)]``; box_area: float; boxes_area: ``[N]``.
-    Returns ``[N]`` float IoUs; 0 where the union is empty.
+    Returns ``[N]`` float64 IoUs; 0 where the union is empty.
     """
-    boxes = np.asarray(boxes)
-    y1 = np.maximum(box[0], boxes[:, 0])
-    y2 = np.minimum(box[2], boxes[:, 2])
-    x1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[3], boxes[:, 3])
-    intersection = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
-    union = box_area + np.asarray(boxes_area) - intersection
-    return np.divide(intersection, union, out=np.zeros(len(boxes), np.float64), where=union > 0)
-
-
-def _overlaps_block(boxes1, boxes2, area1, area2, out, scratch):
-    """IoUs of one block of rows, computed in place in ``out`` with one scratch buffer."""
-    h = out
-    np.minimum(boxes1[:, None, 2], boxes2[None, :, 2], out=h)
-    h -= np.maximum(boxes1[:, None, 0], boxes2[None, :, 0])
-    np.maximum(h, 0, out=h)
-    w = scratch[:len(boxes1)]
-    np.minimum(boxes1[:, None, 3], boxes2[None, :, 3], out=w)
-    w -= np.maximum(boxes1[:, None, 1], boxes2[None, :, 1])
-    np.maximum(w, 0, out=w)
-    h *= w  # intersection
-    np.add(area1[:, None], area2[None, :], out=w)
-    w -= h  # union
-    # An empty union has an empty intersection: clamping gives IoU 0 without a masked divide.
-    np.maximum(w, 1e-12, out=w)
-    h /= w
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    box = np.asarray(box, dtype=np.float64)
+    return iou(box[None], boxes, np.float64(box_area), np.asarray(boxes_area, dtype=np.float64))
 
 
 def compute_overlaps(boxes1, boxes2):
@@ -92,11 +89,9 @@ def compute_overlaps(boxes1, boxes2):
     # Blocks of rows keep the temporaries in cache: this runs on ~260k anchors x the GT boxes, where
     # one broadcast over everything is about 3x slower (benchmarks/bench_data.py).
     rows = max(1, (1 << 14) // max(1, len(boxes2)))
-    scratch = np.empty((rows, len(boxes2)), dtype=np.float32)
     for start in range(0, len(boxes1), rows):
         stop = start + rows
-        _overlaps_block(boxes1[start:stop], boxes2, area1[start:stop], area2, overlaps[start:stop],
-                        scratch)
+        overlaps[start:stop] = iou(boxes1[start:stop, None], boxes2[None], area1[start:stop, None], area2[None])
     return overlaps
 
 

@@ -46,7 +46,6 @@ from mrcnn.layers import (
     NormBoxes,
     ProposalLayer,
 )
-from mrcnn.layers.molding import ImageAnchors
 from mrcnn.losses import LossLayer
 
 
@@ -81,8 +80,10 @@ def _fixed_size(config, mode):
 
 
 def _anchors_layer(config):
-    return AnchorsLayer(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.feature_shapes(),
-                        config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE, config.IMAGE_SHAPE,
+    """The anchors of the molded input (a constant where its size is fixed, computed from it otherwise)."""
+    custom = callable(config.BACKBONE) and config.COMPUTE_BACKBONE_SHAPE is not None
+    return AnchorsLayer(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
+                        config.RPN_ANCHOR_STRIDE, feature_shapes=config.feature_shapes() if custom else None,
                         name="anchors")
 
 
@@ -151,7 +152,8 @@ def _build_training_model(config, model_class, seed):
     input_image = _image_input(config, "training")
     input_image_meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta")
     anchors_layer = _anchors_layer(config)
-    input_rpn_match = keras.Input(shape=(anchors_layer.num_anchors, 1), name="input_rpn_match",
+    num_anchors = len(anchors_layer.numpy_anchors(*config.IMAGE_SHAPE[:2]))
+    input_rpn_match = keras.Input(shape=(num_anchors, 1), name="input_rpn_match",
                                   dtype="int32")
     input_rpn_bbox = keras.Input(shape=(config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4), name="input_rpn_bbox")
     input_gt_class_ids = keras.Input(shape=(config.MAX_GT_INSTANCES,), name="input_gt_class_ids",
@@ -213,16 +215,12 @@ def _build_training_model(config, model_class, seed):
 def _build_inference_model(config):
     input_image = _image_input(config, "inference")
     input_image_meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta")
-    if _fixed_size(config, "inference"):
-        anchors = _anchors_layer(config)(input_image)
-    elif config.COMPUTE_BACKBONE_SHAPE is not None:
+    if not _fixed_size(config, "inference") and config.COMPUTE_BACKBONE_SHAPE is not None:
         raise ValueError(
             f"COMPUTE_BACKBONE_SHAPE with IMAGE_RESIZE_MODE={config.IMAGE_RESIZE_MODE!r}: the inference graph computes "
             f"the anchors of each image size as ceil(size / BACKBONE_STRIDES); use IMAGE_RESIZE_MODE='square' "
             f"(one size) or describe the backbone's feature maps by BACKBONE_STRIDES")
-    else:  # from the molded image's size, in the graph
-        anchors = ImageAnchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
-                               config.RPN_ANCHOR_STRIDE, name="anchors")(input_image)
+    anchors = _anchors_layer(config)(input_image)  # from the molded image's size, in the graph where it varies
 
     p2, p3, p4, p5, p6 = _backbone(input_image, config)
     _, rpn_class, rpn_bbox = _rpn([p2, p3, p4, p5, p6], config)

@@ -3,8 +3,8 @@
 The same selections as TensorFlow's ``NonMaxSuppressionV4`` (``tf.image.non_max_suppression_padded``) for
 each image: candidates in order of decreasing score (equal scores: lower index first), a candidate is
 kept when its IoU with every box kept before it is at most ``iou_threshold``, only scores above
-``score_threshold`` take part, and at most ``max_output_size`` are kept. IoU as TensorFlow computes it:
-corners in either order, 0 when either box has no area.
+``score_threshold`` take part, and at most ``max_output_size`` are kept. IoU as TensorFlow computes it
+(:func:`mrcnn.ops.overlaps`): corners in either order, 0 when either box has no area.
 
 Formulation: ``max_output_size`` rounds of a ``fori_loop``; each round takes the best candidate still
 standing (an argmax over the image's sorted scores) and removes every candidate that overlaps it by more
@@ -16,26 +16,7 @@ from __future__ import annotations
 
 from keras import ops
 
-
-def pairwise_iou(box, boxes):
-    """IoU of ``box`` ``[B, 4]`` with each of ``boxes`` ``[B, N, 4]`` -> ``[B, N]``, as TensorFlow's NMS."""
-    box = box[:, None, :]
-    y_min = ops.minimum(box[..., 0], box[..., 2])
-    y_max = ops.maximum(box[..., 0], box[..., 2])
-    x_min = ops.minimum(box[..., 1], box[..., 3])
-    x_max = ops.maximum(box[..., 1], box[..., 3])
-    other_y_min = ops.minimum(boxes[..., 0], boxes[..., 2])
-    other_y_max = ops.maximum(boxes[..., 0], boxes[..., 2])
-    other_x_min = ops.minimum(boxes[..., 1], boxes[..., 3])
-    other_x_max = ops.maximum(boxes[..., 1], boxes[..., 3])
-    area = (y_max - y_min) * (x_max - x_min)
-    other_area = (other_y_max - other_y_min) * (other_x_max - other_x_min)
-    height = ops.maximum(ops.minimum(y_max, other_y_max) - ops.maximum(y_min, other_y_min), 0.0)
-    width = ops.maximum(ops.minimum(x_max, other_x_max) - ops.maximum(x_min, other_x_min), 0.0)
-    intersection = height * width
-    union = area + other_area - intersection
-    has_area = (area > 0) & (other_area > 0)
-    return ops.where(has_area, intersection / ops.where(has_area, union, 1.0), 0.0)
+from mrcnn import ops as mops
 
 
 def greedy_nms_padded(boxes, scores, max_output_size, iou_threshold, score_threshold=None):
@@ -65,7 +46,7 @@ def greedy_nms_padded(boxes, scores, max_output_size, iou_threshold, score_thres
         # the first standing candidate in sorted order is the best one left
         best = ops.cast(ops.argmax(ops.cast(standing, "int32"), axis=1), "int32")    # [B]
         best_box = ops.take_along_axis(sorted_boxes, best[:, None, None], axis=1)[:, 0]
-        overlapping = pairwise_iou(best_box, sorted_boxes) > iou_threshold
+        overlapping = mops.overlaps(best_box[:, None], sorted_boxes)[:, 0] > iou_threshold
         standing = standing & ~overlapping & (positions != best[:, None])
         index = ops.take_along_axis(order, best[:, None], axis=1)[:, 0]
         here = slots == i

@@ -121,19 +121,24 @@ def denorm_boxes(boxes, shape):
 
 
 def overlaps(boxes1, boxes2):
-    """IoU ``[..., N1, N2]`` of ``[..., N1, 4]`` and ``[..., N2, 4]`` boxes (shared leading axes)."""
+    """IoU ``[..., N1, N2]`` of ``[..., N1, 4]`` and ``[..., N2, 4]`` boxes (shared leading axes): the one
+    ``keras.ops`` IoU, as TensorFlow's NMS kernel computes it (corners taken in either order; 0 where either box
+    has no area), so that the ``keras.ops`` NMS (mrcnn.nms) selects what that kernel selects."""
     boxes1, boxes2 = ops.convert_to_tensor(boxes1), ops.convert_to_tensor(boxes2)
     b1 = ops.expand_dims(boxes1, -2)
     b2 = ops.expand_dims(boxes2, -3)
-    y1 = ops.maximum(b1[..., 0], b2[..., 0])
-    x1 = ops.maximum(b1[..., 1], b2[..., 1])
-    y2 = ops.minimum(b1[..., 2], b2[..., 2])
-    x2 = ops.minimum(b1[..., 3], b2[..., 3])
-    intersection = ops.maximum(y2 - y1, 0.0) * ops.maximum(x2 - x1, 0.0)
-    area1 = (b1[..., 2] - b1[..., 0]) * (b1[..., 3] - b1[..., 1])
-    area2 = (b2[..., 2] - b2[..., 0]) * (b2[..., 3] - b2[..., 1])
+    y_min1, y_max1 = ops.minimum(b1[..., 0], b1[..., 2]), ops.maximum(b1[..., 0], b1[..., 2])
+    x_min1, x_max1 = ops.minimum(b1[..., 1], b1[..., 3]), ops.maximum(b1[..., 1], b1[..., 3])
+    y_min2, y_max2 = ops.minimum(b2[..., 0], b2[..., 2]), ops.maximum(b2[..., 0], b2[..., 2])
+    x_min2, x_max2 = ops.minimum(b2[..., 1], b2[..., 3]), ops.maximum(b2[..., 1], b2[..., 3])
+    area1 = (y_max1 - y_min1) * (x_max1 - x_min1)
+    area2 = (y_max2 - y_min2) * (x_max2 - x_min2)
+    height = ops.maximum(ops.minimum(y_max1, y_max2) - ops.maximum(y_min1, y_min2), 0.0)
+    width = ops.maximum(ops.minimum(x_max1, x_max2) - ops.maximum(x_min1, x_min2), 0.0)
+    intersection = height * width
     union = area1 + area2 - intersection
-    return intersection / ops.maximum(union, 1e-12)
+    has_area = ops.logical_and(area1 > 0, area2 > 0)
+    return ops.where(has_area, intersection / ops.where(has_area, union, 1.0), 0.0)
 
 
 def first_argmax(values):

@@ -21,7 +21,8 @@ import mrcnn.model as modellib
 from mrcnn import utils
 from mrcnn.data.image_meta import compose_image_meta
 from mrcnn.export import ExportError, serving_model
-from mrcnn.layers.molding import ImageAnchors, MoldImages
+from mrcnn.layers.anchors import AnchorsLayer
+from mrcnn.layers.molding import MoldImages
 from mrcnn.layers.unmolding import UnmoldDetections
 from mrcnn.postprocess import unmold_detections
 from tests.conftest import TinyModelConfig
@@ -76,17 +77,25 @@ def test_mold_images_is_matterports_molding(mode, min_dim, max_dim):
 
 
 @pytest.mark.parametrize("shape", [(128, 128), (192, 320), (64, 1024)])
-def test_image_anchors_equal_get_anchors(shape):
+def test_anchors_of_a_size_known_when_the_graph_runs_equal_get_anchors(shape):
+    """The keras.ops anchors (pad64 and none modes on TensorFlow, where the size is only known when the graph
+    runs) against MaskRCNN.get_anchors' NumPy ones, and the layer's constant for a size known when traced."""
+    import tensorflow as tf
+
     config = TinyModelConfig(IMAGE_RESIZE_MODE="pad64", IMAGE_MIN_DIM=64)
-    layer = ImageAnchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
+    layer = AnchorsLayer(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
                          config.RPN_ANCHOR_STRIDE)
-    anchors = np.asarray(layer(np.zeros((2,) + shape + (3,), np.float32)))
-    assert anchors.shape[0] == 2
-    # what MaskRCNN.get_anchors computes in NumPy
     expected = utils.norm_boxes(utils.generate_pyramid_anchors(
         config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, modellib.compute_backbone_shapes(config, shape),
         config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE), shape)
-    np.testing.assert_array_equal(anchors[1], expected)
+    traced = tf.function(layer, input_signature=[tf.TensorSpec((None, None, None, 3))])
+    graph = traced.get_concrete_function().graph
+    assert not any(op.type == "Const" and op.outputs[0].shape.num_elements() > 1000 for op in graph.get_operations())
+    dynamic = traced(np.zeros((2,) + shape + (3,), np.float32)).numpy()  # computed from the shape
+    assert dynamic.shape == (2,) + expected.shape
+    np.testing.assert_array_equal(dynamic[1], expected.astype(np.float32))
+    static = np.asarray(layer(np.zeros((1,) + shape + (3,), np.float32)))  # a constant from the NumPy anchors
+    np.testing.assert_array_equal(static[0], expected.astype(np.float32))
 
 
 def _random_detections(rng, count, slots=20, classes=4):

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from mrcnn import ops as mops
-from mrcnn.nms import greedy_nms_padded, pairwise_iou
+from mrcnn.nms import greedy_nms_padded
+from mrcnn.ops import overlaps
 
 ON_TENSORFLOW = keras.backend.backend() == "tensorflow"
 
@@ -117,7 +118,7 @@ def test_iou_exactly_at_the_threshold_is_kept():
     # Two 1x2 boxes overlapping by one unit square: IoU = 1 / 3 exactly as float32 computes it in both.
     boxes = np.array([[[0, 0, 1, 2], [0, 1, 1, 3], [5, 5, 6, 6]]], np.float32)
     scores = np.array([[0.9, 0.8, 0.7]], np.float32)
-    iou = float(keras.ops.convert_to_numpy(pairwise_iou(boxes[:, 0], boxes))[0, 1])
+    iou = float(keras.ops.convert_to_numpy(overlaps(boxes[:, :1], boxes))[0, 0, 1])
     for threshold in (iou, np.nextafter(np.float32(iou), np.float32(0))):
         indices, valid = greedy_nms_padded(boxes, scores, 3, float(threshold))
         expected, counts = _reference(boxes, scores, 3, float(threshold))
@@ -129,7 +130,7 @@ def test_iou_exactly_at_the_threshold_is_kept():
 def test_iou_as_tensorflow_computes_it():
     rng = np.random.default_rng(5)
     boxes, _ = _hard_boxes(rng, 1, 30)
-    ours = keras.ops.convert_to_numpy(pairwise_iou(boxes[:, 4], boxes))[0]
+    ours = keras.ops.convert_to_numpy(overlaps(boxes[:, 4:5], boxes))[0, 0]
     # tf.image's own IoU is not public; its NMS at threshold t keeps box j after box i iff IoU <= t, which
     # pins the formula down on these cases; here, against the plain formula in float64.
     b = boxes[0].astype(np.float64)

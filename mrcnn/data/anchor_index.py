@@ -11,7 +11,7 @@ for it: 261,888 x 50 IoUs at 1024x1024. Two facts bound the pairs that can reach
 :class:`AnchorIndex` groups anchors by size (height and width to 1e-3 pixel) and lays each group's anchors
 on the grid of their distinct centre rows and columns; :meth:`AnchorIndex.pairs` enumerates, per group and
 box, the grid window the second bound allows (for the groups the first bound allows), and computes those
-pairs' IoUs with the same float32 operations as :func:`mrcnn.boxes.compute_overlaps` (bit-equal values).
+pairs' IoUs with :func:`mrcnn.boxes.iou`, the formula :func:`mrcnn.boxes.compute_overlaps` uses (bit-equal values).
 Nothing is approximated: the bounds only skip pairs whose IoU is below ``t``. Any anchors work (also ones
 not from ``generate_pyramid_anchors``): a group whose centres do not form a grid is enumerated whole.
 """
@@ -19,6 +19,8 @@ not from ``generate_pyramid_anchors``): a group whose centres do not form a grid
 from __future__ import annotations
 
 import numpy as np
+
+from mrcnn.boxes import iou as pair_iou
 
 # Bounds are applied with slack, so rounding cannot drop a pair at the threshold.
 AREA_SLACK = 0.99
@@ -114,25 +116,9 @@ class AnchorIndex:
         if not anchor_parts:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
         anchor_ids, box_ids = np.concatenate(anchor_parts), np.concatenate(box_parts)
-        iou = _pair_ious(self.anchors[anchor_ids], boxes[box_ids], self.area[anchor_ids], box_area[box_ids])
+        iou = pair_iou(self.anchors[anchor_ids], boxes[box_ids], self.area[anchor_ids], box_area[box_ids])
         keep = iou >= threshold
         return anchor_ids[keep], box_ids[keep], iou[keep]
-
-
-def _pair_ious(boxes1, boxes2, area1, area2):
-    """IoU of each row pair, with compute_overlaps' float32 operations in its order (bit-equal)."""
-    h = np.minimum(boxes1[:, 2], boxes2[:, 2])
-    h -= np.maximum(boxes1[:, 0], boxes2[:, 0])
-    np.maximum(h, 0, out=h)
-    w = np.minimum(boxes1[:, 3], boxes2[:, 3])
-    w -= np.maximum(boxes1[:, 1], boxes2[:, 1])
-    np.maximum(w, 0, out=w)
-    h *= w
-    union = np.add(area1, area2)
-    union -= h
-    np.maximum(union, np.float32(1e-12), out=union)
-    h /= union
-    return h
 
 
 def _fingerprint(anchors, weights):

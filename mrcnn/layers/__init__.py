@@ -5,12 +5,12 @@
 plus small wiring layers (anchors, box normalization, roi-axis reshapes).
 """
 
+from mrcnn.layers.anchors import AnchorsLayer
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.detection_target import DetectionTargetLayer
 from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.layers.roi_align import PyramidROIAlign
 from mrcnn.layers.wiring import (
-    AnchorsLayer,
     DetectionBoxes,
     DetectionClassIds,
     FirstRois,

@@ -1,4 +1,4 @@
-"""Pre-processing inside the graph: raw images to the model's molded input, image meta and anchors.
+"""Pre-processing inside the graph: raw images to the model's molded input and image meta (the serving model).
 
 :class:`MoldImages` does in ``keras.ops`` what ``MaskRCNN.mold_inputs`` does in NumPy (Matterport's
 ``resize_image`` + ``mold_image`` + ``compose_image_meta``): the resize scale of the Config's mode, bilinear
@@ -8,7 +8,6 @@ border), zero padding (square: to ``IMAGE_MAX_DIM``; pad64: each side to a multi
 mean subtraction and the meta vector. Positions and pixels are float64, as scikit-image computes them (float32
 pixels moved more values across an integer before the truncation: a few more grey levels off, and detection
 scores 3e-4 away from the NumPy path's on the test model).
-:class:`ImageAnchors` computes the normalized anchors of a molded image's size in the graph.
 """
 
 from __future__ import annotations
@@ -16,10 +15,6 @@ from __future__ import annotations
 import keras
 import numpy as np
 from keras import layers, ops
-
-from mrcnn.anchors import generate_pyramid_anchors
-from mrcnn.boxes import norm_boxes
-from mrcnn.layers.wiring import Float32Layer
 
 INFERENCE_MODES = ("square", "pad64", "none")
 
@@ -171,65 +166,3 @@ class MoldImages(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "min_dim": self.min_dim, "max_dim": self.max_dim,
                 "min_scale": self.min_scale, "mean_pixel": self.mean_pixel, "num_classes": self.num_classes}
-
-
-@keras.saving.register_keras_serializable(package="mrcnn")
-class ImageAnchors(Float32Layer):
-    """Normalized anchors ``[batch, num_anchors, 4]`` of a molded image of any size, computed in the graph
-    exactly as ``MaskRCNN.get_anchors`` (``generate_pyramid_anchors`` on feature maps of ``ceil(size / stride)``
-    cells, normalized by the image size) does in NumPy."""
-
-    def __init__(self, scales, ratios, feature_strides, anchor_stride, **kwargs):
-        super().__init__(**kwargs)
-        self.scales = [float(s) for s in scales]
-        self.ratios = [float(r) for r in ratios]
-        self.feature_strides = [int(s) for s in feature_strides]
-        self.anchor_stride = int(anchor_stride)
-        self._cache_key, self._cache = None, None  # the NumPy anchors of the last size (JAX, PyTorch)
-
-    def call(self, image):
-        shape = ops.shape(image)
-        if keras.backend.backend() != "tensorflow" and all(isinstance(v, int) for v in image.shape[1:3]):
-            # JAX and PyTorch call the model with concrete sizes: the NumPy anchors (float64, as get_anchors;
-            # JAX computes in float32 unless x64 is on, and cannot take sizes from traced values)
-            anchors = ops.convert_to_tensor(self._numpy_anchors(image.shape[1], image.shape[2]))
-            return ops.broadcast_to(anchors[None], (shape[0],) + tuple(anchors.shape))
-        height, width = ops.cast(shape[1], "float64"), ops.cast(shape[2], "float64")
-        ratios = np.asarray(self.ratios, dtype=np.float64)
-        levels = []
-        for scale, stride in zip(self.scales, self.feature_strides):
-            heights = ops.convert_to_tensor(scale / np.sqrt(ratios), "float64")
-            widths = ops.convert_to_tensor(scale * np.sqrt(ratios), "float64")
-            rows = ops.cast(ops.ceil(height / stride), "int32")
-            cols = ops.cast(ops.ceil(width / stride), "int32")
-            ys = ops.arange(0, rows, self.anchor_stride, dtype="float64") * stride
-            xs = ops.arange(0, cols, self.anchor_stride, dtype="float64") * stride
-            cy = ops.reshape(ops.broadcast_to(ys[:, None, None], (ops.shape(ys)[0], ops.shape(xs)[0], len(ratios))),
-                             (-1,))
-            cx = ops.reshape(ops.broadcast_to(xs[None, :, None], (ops.shape(ys)[0], ops.shape(xs)[0], len(ratios))),
-                             (-1,))
-            cells = ops.shape(cy)[0] // len(ratios)
-            hh = ops.reshape(ops.tile(heights[None], (cells, 1)), (-1,))
-            ww = ops.reshape(ops.tile(widths[None], (cells, 1)), (-1,))
-            levels.append(ops.stack([cy - 0.5 * hh, cx - 0.5 * ww, cy + 0.5 * hh, cx + 0.5 * ww], axis=1))
-        anchors = ops.concatenate(levels, axis=0)
-        scale = ops.stack([height - 1.0, width - 1.0, height - 1.0, width - 1.0])
-        shift = ops.convert_to_tensor([0.0, 0.0, 1.0, 1.0], "float64")
-        anchors = ops.cast((anchors - shift) / scale, "float32")
-        return ops.broadcast_to(anchors[None], (shape[0], ops.shape(anchors)[0], 4))
-
-    def _numpy_anchors(self, height, width):
-        key = (height, width)
-        if self._cache_key != key:
-            shapes = [[-(-height // stride), -(-width // stride)] for stride in self.feature_strides]
-            anchors = generate_pyramid_anchors(self.scales, self.ratios, shapes, self.feature_strides,
-                                               self.anchor_stride)
-            self._cache_key, self._cache = key, norm_boxes(anchors, key)
-        return self._cache
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], None, 4)
-
-    def get_config(self):
-        return {**super().get_config(), "scales": self.scales, "ratios": self.ratios,
-                "feature_strides": self.feature_strides, "anchor_stride": self.anchor_stride}

@@ -1,14 +1,11 @@
-"""Small layers that wire the graph: constant anchors, box normalization, roi-axis reshapes."""
+"""Small layers that wire the graph: box normalization, meta fields, roi-axis reshapes and slots."""
 
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import layers, ops
 
 from mrcnn import ops as mops
-from mrcnn.anchors import generate_pyramid_anchors
-from mrcnn.boxes import norm_boxes
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -19,44 +16,6 @@ class Float32Layer(layers.Layer):
     def __init__(self, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-
-
-@keras.saving.register_keras_serializable(package="mrcnn")
-class AnchorsLayer(Float32Layer):
-    """Normalized anchors ``[batch, num_anchors, 4]`` for a fixed image size, broadcast to the batch.
-
-    The anchors are generated once in NumPy from the arguments (Matterport's ``get_anchors``) and held
-    as a constant; the input only supplies the batch size.
-    """
-
-    def __init__(self, scales, ratios, feature_shapes, feature_strides, anchor_stride, image_shape,
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.scales = [int(s) for s in scales]
-        self.ratios = [float(r) for r in ratios]
-        self.feature_shapes = [[int(v) for v in shape] for shape in feature_shapes]
-        self.feature_strides = [int(s) for s in feature_strides]
-        self.anchor_stride = int(anchor_stride)
-        self.image_shape = [int(v) for v in image_shape]
-        anchors = generate_pyramid_anchors(self.scales, self.ratios, self.feature_shapes,
-                                           self.feature_strides, self.anchor_stride)
-        self._anchors = norm_boxes(anchors, self.image_shape[:2]).astype(np.float32)
-
-    @property
-    def num_anchors(self):
-        return self._anchors.shape[0]
-
-    def call(self, reference):
-        anchors = ops.convert_to_tensor(self._anchors)[None]
-        return ops.broadcast_to(anchors, (ops.shape(reference)[0],) + self._anchors.shape)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0],) + self._anchors.shape
-
-    def get_config(self):
-        return {**super().get_config(), "scales": self.scales, "ratios": self.ratios,
-                "feature_shapes": self.feature_shapes, "feature_strides": self.feature_strides,
-                "anchor_stride": self.anchor_stride, "image_shape": self.image_shape}
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
