@@ -9,11 +9,11 @@
 (backbone+FPN, RPN, proposals, detection targets, ROIAlign, heads, detections, losses, backward, optimizer),
 with the data pipeline's time per batch and detect's molding and unmolding beside (benchmarks/stage_profile.py).
 
-``--inference-path`` instead compares, in one run with interleaved repeats, ``detect()`` (molding and
-unmolding inside Keras models, mrcnn.export) with the NumPy path it replaced (``mold_inputs``, the network,
-``postprocess.unmold_detections``) at 1024x1024 and 1024x2048, with DETECTION_MIN_CONFIDENCE=0 (all 100
-detection slots unmolded and pasted: the most post-processing there can be) and 0.7 (Matterport's default), and
-batched detect of 4 same-size images (IMAGES_PER_GPU=4) against 4 single calls, with the network alone beside.
+``--inference-path`` instead times, in one run with interleaved repeats, ``detect()`` and its parts (NumPy
+molding, the network, NumPy unmolding and mask pasting) at 1024x1024 and 1024x2048, with
+DETECTION_MIN_CONFIDENCE=0 (all 100 detection slots unmolded and pasted: the most post-processing there can be)
+and 0.7 (Matterport's default), and batched detect of 4 same-size images (IMAGES_PER_GPU=4) against 4 single
+calls, with the network alone beside.
 
 ``--backend jax`` (or ``torch``) runs the detect and training-step timings on that Keras backend (it sets
 KERAS_BACKEND before Keras is imported) and adds each first call's seconds (JAX's compilation) and the devices
