@@ -307,6 +307,10 @@ class Config:
             shape = tuple(getattr(self, name))
             if len(shape) != 2 or min(shape) < 1:
                 self._fail(name, "must be (height, width) with positive sides")
+        if tuple(int(v) for v in self.MASK_SHAPE) != (2 * self.MASK_POOL_SIZE,) * 2:
+            self._fail("MASK_SHAPE", f"must be twice MASK_POOL_SIZE={self.MASK_POOL_SIZE} in both sides (the mask "
+                                     f"head upsamples its pooled ROI features 2x): "
+                                     f"{[2 * self.MASK_POOL_SIZE] * 2}, or change MASK_POOL_SIZE")
         if not 0 < self.ROI_POSITIVE_RATIO <= 1:
             self._fail("ROI_POSITIVE_RATIO", "must be in (0, 1]")
         for name in ("RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE"):

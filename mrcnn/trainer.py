@@ -15,7 +15,7 @@ from mrcnn import checkpoints, distribute
 from mrcnn.checkpoints import AtomicCheckpoint, TrainingDiverged
 from mrcnn.data.generator import DataGenerator, model_inputs
 from mrcnn.precise_bn import PreciseBatchNorm
-from mrcnn.training import SGD, StopOnNonFinite, tensorboard_callback
+from mrcnn.training import SGD, StopOnNonFinite, check_layers, check_learning_rate, tensorboard_callback
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,8 @@ def train(run, train_dataset, val_dataset, learning_rate, epochs, layers, augmen
     """
     if run.mode != "training":
         raise ValueError("Create model in training mode.")
+    learning_rate = check_learning_rate(learning_rate)
+    check_layers(run.keras_model, layers)
     config = run.config
     workers = workers or max(1, min(4, os.cpu_count() or 1))
 

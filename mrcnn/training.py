@@ -101,6 +101,41 @@ def layers_regex(layers):
     return LAYER_PRESETS.get(layers, layers)
 
 
+def check_layers(model, layers):
+    """``layers`` as a regex that selects at least one layer with weights of ``model`` (nested models entered),
+    else a ``ValueError`` naming it: a typo ("6+") would otherwise train nothing."""
+    regex = layers_regex(layers)
+    try:
+        pattern = re.compile(regex)
+    except (re.error, TypeError) as error:
+        raise ValueError(f"train: layers={layers!r} is neither a preset ({', '.join(LAYER_PRESETS)}) nor a "
+                         f"regular expression ({error})") from None
+
+    def names(m):
+        for layer in m.layers:
+            if isinstance(layer, keras.Model):
+                yield from names(layer)
+            elif layer.weights:
+                yield layer.name
+
+    if not any(pattern.fullmatch(name) for name in names(model)):
+        raise ValueError(f"train: layers={layers!r} selects no layer with weights; use a preset "
+                         f"({', '.join(LAYER_PRESETS)}) or a regex of layer names, e.g. r\"mrcnn_.*\"")
+    return regex
+
+
+def check_learning_rate(learning_rate):
+    """A positive, finite learning rate as a float, else a ``ValueError`` naming the value."""
+    try:
+        value = float(learning_rate)
+    except (TypeError, ValueError):
+        value = None
+    if isinstance(learning_rate, bool) or value is None or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"train: learning_rate={learning_rate!r}; expected a positive number "
+                         f"(Matterport's default: Config.LEARNING_RATE = 0.001)")
+    return value
+
+
 def set_trainable(model, layer_regex, verbose=0, indent=0):
     """Make layers whose name fully matches ``layer_regex`` trainable and freeze the others.
 

@@ -50,6 +50,10 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None, u
     if mask.ndim != 3 or mask.shape[-1] != len(class_ids):
         raise ValueError(f"{_describe(dataset, image_id)}: load_mask returned masks of shape {mask.shape} "
                          f"and {len(class_ids)} class ids; expected [H, W, N] and N ids")
+    if len(class_ids) and class_ids.max() >= config.NUM_CLASSES:
+        raise ValueError(f"{_describe(dataset, image_id)}: load_mask returned class id {int(class_ids.max())}, but "
+                         f"NUM_CLASSES={config.NUM_CLASSES} (ids run from 1 to NUM_CLASSES - 1; negative ids mark "
+                         f"crowds)")
     if mask.shape[-1] and mask.shape[:2] != image.shape[:2]:
         raise ValueError(f"{_describe(dataset, image_id)}: masks are {mask.shape[:2]} but the image is "
                          f"{image.shape[:2]}")
