@@ -135,12 +135,12 @@ def load_weights(model, filepath, by_name=False, exclude=None):
     filepath = os.fspath(filepath)
     exclude = list(exclude or [])
     by_name = by_name or bool(exclude)
-    unknown = sorted(set(exclude) - {layer.name for layer in weight_layers(model)})
+    names = [layer.name for layer in model.layers]  # (Matterport's list names weightless "mrcnn_bbox" too)
+    unknown = sorted(set(exclude) - set(names))
     if unknown:  # a typo would load the very layer it meant to keep out
-        names = [layer.name for layer in weight_layers(model)]
         hints = {n: difflib.get_close_matches(n, names, n=1) for n in unknown}
         raise ValueError(
-            "load_weights: exclude names no layer with weights of this model: "
+            "load_weights: exclude names no layer of this model: "
             + ", ".join(f"{n!r}" + (f" (did you mean {hints[n][0]!r}?)" if hints[n] else "") for n in unknown)
             + "; nothing was loaded")
     report = LoadReport(excluded=exclude)

@@ -58,3 +58,12 @@ def test_class_ids_beyond_num_classes_are_refused_naming_the_image():
                                           np.full(len(load_mask(image_id)[1]), config.NUM_CLASSES, np.int32))
     with pytest.raises(ValueError, match=f"class id {config.NUM_CLASSES}, but NUM_CLASSES={config.NUM_CLASSES}"):
         load_image_gt(dataset, config, 0)
+
+
+def test_matterports_own_exclude_list_is_accepted(training_model, tmp_path):
+    """Matterport's README excludes "mrcnn_bbox", a layer without weights: a name the model has."""
+    path = str(tmp_path / "weights.h5")
+    training_model.save_weights(path)
+    report = training_model.load_weights(path, by_name=True, exclude=[
+        "mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"])
+    assert "mrcnn_class_logits" not in report.loaded and "mrcnn_mask_conv1" in report.loaded
