@@ -76,8 +76,9 @@ def network_batches(molded_shapes, batch_size):
             yield indices[start:start + batch_size]
 
 
-def detect(network, config, images, verbose=0):
-    """``MaskRCNN.detect`` (see there): images of any size and layout -> one dict per image."""
+def detect(network, config, images, verbose=0, molded_shapes=None):
+    """``MaskRCNN.detect`` (see there): images of any size and layout -> one dict per image. ``molded_shapes``:
+    a list that receives each image's molded ``(H, W, C)``."""
     images = as_images(images)
     if verbose:
         print(f"Processing {len(images)} images")
@@ -85,6 +86,8 @@ def detect(network, config, images, verbose=0):
         check_molded_size(config, image, i)
     results = [None] * len(images)
     molded = [mold_inputs(config, [image]) for image in images]  # (molded [1, H, W, 3], meta, window) each
+    if molded_shapes is not None:
+        molded_shapes.extend(m[0].shape[1:] for m in molded)
     for chunk in network_batches([m[0].shape for m in molded], config.BATCH_SIZE):
         outputs = predict(network, np.concatenate([molded[i][0] for i in chunk]),
                           np.concatenate([molded[i][1] for i in chunk]))

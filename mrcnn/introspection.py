@@ -29,18 +29,26 @@ def log(text, array=None):
 def ancestor(model, name):
     """Matterport's TF1 graph walk, as far as Keras 3 can answer it: the output of the layer ``name`` names.
 
-    TF1 tensor names (``"ROI/rpn_non_max_suppression:0"``) have no Keras 3 counterpart; the layer part
-    (``ROI``) is looked up and its output returned. Unknown layers raise ``ValueError`` listing what exists;
-    for values, use ``run_graph([image], [(name, layer)])``.
+    ``"ROI"`` or ``"ROI:0"`` gives the ``ROI`` layer's output. TF1 names of ops inside a layer
+    (``"ROI/rpn_non_max_suppression:0"``, ``"ROI/refined_anchors:0"``) have no Keras 3 counterpart and raise a
+    ``ValueError`` saying so (rather than hand back the layer's output under that name); unknown layers raise
+    one listing what exists. For values, use ``run_graph([image], [(name, layer_name)])``.
     """
-    layer_name = name.split("/")[0].split(":")[0]
+    layer_name, _, inner = name.split(":")[0].partition("/")
     try:
-        return model.get_layer(layer_name).output
+        output = model.get_layer(layer_name).output
     except ValueError:
         names = ", ".join(layer.name for layer in model.layers if not layer.name.startswith("input"))
         raise ValueError(
             f"ancestor: no layer {layer_name!r} (from {name!r}); Keras 3 has no TF1 graph to walk. The model's "
             f"layers: {names}. Use run_graph([image], [(label, layer_name)]) for their values") from None
+    if inner:
+        raise ValueError(
+            f"ancestor: {name!r} is an op inside the layer {layer_name!r} in Matterport's TF1 graph; Keras 3 keeps "
+            f"only the layer's output ({layer_name!r}), not its inner steps. Use run_graph([image], "
+            f"[(label, {layer_name!r})]) for the layer's output, or compute the step from it (e.g. the proposal "
+            f"layer's inputs 'rpn_class' and 'rpn_bbox' with utils.apply_box_deltas)")
+    return output
 
 
 def run_graph(model, config, mode, images, outputs, image_metas=None):
@@ -49,6 +57,9 @@ def run_graph(model, config, mode, images, outputs, image_metas=None):
     flat = [t for tensor in tensors for t in (tensor if isinstance(tensor, (list, tuple)) else [tensor])]
     probe = MaskRCNNModel(model.inputs, flat)  # traced as the model is (XLA or not)
     probe.jit_compile = model.jit_compile
+    # the mask head's slots: where it ran on the detections (or positives) only, its outputs are padded back to
+    # Matterport's [batch, slots, ...] as the model's own mrcnn_mask output is
+    slots = config.DETECTION_MAX_INSTANCES if mode == "inference" else config.TRAIN_ROIS_PER_IMAGE
     if mode == "inference":
         images = as_images(images, caller="run_graph")
         molded_images, metas, _ = mold_inputs(config, images)  # as detect() molds them
@@ -65,18 +76,28 @@ def run_graph(model, config, mode, images, outputs, image_metas=None):
         if isinstance(tensor, (list, tuple)):
             result[name], values = values[:len(tensor)], values[len(tensor):]
         else:
-            result[name], values = _with_batch_axis(values[0], target, batch), values[1:]
+            result[name], values = _with_batch_axis(values[0], target, len(tensor.shape), batch, slots), values[1:]
     return result
 
 
-def _with_batch_axis(value, layer_name, batch):
-    """A per-ROI head output computed on ``[batch * rois, ...]`` (``mrcnn_mask``, ``mrcnn_class_logits``, the
-    head's inner layers), asked for by layer name or by that layer's output tensor, as Matterport's
-    ``[batch, rois, ...]``; anything else unchanged."""
+def _with_batch_axis(value, layer_name, rank, batch, mask_slots):
+    """A per-ROI head output as Matterport's ``[batch, rois, ...]``, asked for by layer name or by that layer's
+    output tensor (of symbolic ``rank``): the heads' layers computed on ``[batch * rois, ...]``
+    (``mrcnn_class_logits``, ``mrcnn_mask``, their inner layers) reshaped; the mask head's, which may run on the
+    first slots only (the detections, or the sampled positives), padded with zeros to ``mask_slots`` as the
+    model's own ``mrcnn_mask`` output is. Anything else unchanged."""
     if not isinstance(layer_name, str):  # a layer's output tensor, as Matterport's notebooks pass them
         history = getattr(layer_name, "_keras_history", None)
         layer_name = history.operation.name if history is not None else ""
-    per_roi = layer_name.startswith(("mrcnn_", "roi_align_"))
-    if per_roi and value.ndim >= 1 and batch and value.shape[0] != batch and value.shape[0] % batch == 0:
+    if not layer_name.startswith(("mrcnn_", "roi_align_")) or value.ndim < 1 or not batch:
+        return value
+    if layer_name.startswith(("mrcnn_mask", "roi_align_mask")):
+        if rank == 4:  # [batch * slots, h, w, c]: the convolutions between the ROI-axis merge and split
+            value = value.reshape((batch, value.shape[0] // batch) + value.shape[1:])
+        if value.ndim == 5 and value.shape[1] < mask_slots:
+            padding = np.zeros((batch, mask_slots - value.shape[1]) + value.shape[2:], value.dtype)
+            value = np.concatenate([value, padding], axis=1)
+        return value
+    if value.shape[0] != batch and value.shape[0] % batch == 0:
         return value.reshape((batch, value.shape[0] // batch) + value.shape[1:])
     return value

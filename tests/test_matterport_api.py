@@ -84,10 +84,41 @@ def test_run_graph_per_roi_outputs_keep_the_batch_axis(inference, shapes_dataset
 
 def test_ancestor_gives_the_named_layers_output_or_says_what_to_use(inference):
     model = inference.keras_model
-    roi = inference.ancestor(model.get_layer("mrcnn_detection").output, "ROI/rpn_non_max_suppression:0")
-    assert roi is model.get_layer("ROI").output
+    pillar = model.get_layer("ROI").output
+    assert inference.ancestor(pillar, "ROI:0") is pillar and inference.ancestor(pillar, "ROI") is pillar
+    # an op inside a layer in Matterport's TF1 graph: said so, not the layer's output under the op's name
+    with pytest.raises(ValueError, match="op inside the layer 'ROI'.*run_graph"):
+        inference.ancestor(pillar, "ROI/rpn_non_max_suppression:0")
     with pytest.raises(ValueError, match="no layer 'nowhere'.*run_graph"):
         inference.ancestor(None, "nowhere/op:0")
+
+
+def test_detect_and_run_graph_keep_the_anchors_in_model_anchors(tmp_path, shapes_dataset):
+    """Matterport's detect() and run_graph() call get_anchors, which keeps the pixel anchors of the molded size in
+    model.anchors; inspect_model.ipynb's RPN-targets cell reads them."""
+    for call in ("detect", "run_graph"):
+        model = modellib.MaskRCNN("inference", TinyModelConfig(IMAGES_PER_GPU=1), str(tmp_path))
+        assert not hasattr(model, "anchors")
+        image = shapes_dataset.load_image(0)
+        if call == "detect":
+            model.detect([image])
+        else:
+            model.run_graph([image], [("proposals", "ROI")])
+        expected = utils.generate_pyramid_anchors(
+            model.config.RPN_ANCHOR_SCALES, model.config.RPN_ANCHOR_RATIOS,
+            modellib.compute_backbone_shapes(model.config, model.config.IMAGE_SHAPE), model.config.BACKBONE_STRIDES,
+            model.config.RPN_ANCHOR_STRIDE)
+        np.testing.assert_array_equal(model.anchors, expected)
+
+
+def test_run_graph_gives_matterports_mask_shape_without_detections(tmp_path, shapes_dataset):
+    """With no detection at all, mrcnn_mask still comes back as Matterport's [1, 100, 28, 28, classes]."""
+    config = TinyModelConfig(IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=1.0)  # nothing reaches it
+    model = modellib.MaskRCNN("inference", config, str(tmp_path))
+    out = model.run_graph([shapes_dataset.load_image(0)], [
+        ("masks", model.keras_model.get_layer("mrcnn_mask").output), ("detections", "mrcnn_detection")])
+    assert not out["detections"][0, :, 4].any()
+    assert out["masks"].shape == (1, config.DETECTION_MAX_INSTANCES, 28, 28, config.NUM_CLASSES)
 
 
 def test_cityscapes_script_keeps_its_dataset_class():
@@ -240,12 +271,12 @@ def test_inspect_model_notebook_workflow(inference, shapes_dataset):
     model, config = inference, inference.config
     image = shapes_dataset.load_image(2)
     pillar = model.keras_model.get_layer("ROI").output
-    nms_node = model.ancestor(pillar, "ROI/rpn_non_max_suppression:0")
+    with pytest.raises(ValueError, match="op inside the layer 'ROI'"):  # TF1's NMS op: not a Keras 3 tensor
+        model.ancestor(pillar, "ROI/rpn_non_max_suppression:0")
     rpn = model.run_graph([image], [
         ("rpn_class", model.keras_model.get_layer("rpn_class").output),
         ("rpn_bbox", model.keras_model.get_layer("rpn_bbox").output),
-        ("post_nms_anchor_ix", nms_node),
-        ("proposals", model.keras_model.get_layer("ROI").output),
+        ("proposals", model.ancestor(pillar, "ROI:0")),
     ])
     anchors = model.get_anchors(config.IMAGE_SHAPE)
     assert rpn["rpn_class"].shape == (1, len(anchors), 2) and rpn["rpn_bbox"].shape == (1, len(anchors), 4)
