@@ -283,6 +283,34 @@ def test_keras_file_reloads_without_custom_objects(trained, tmp_path):
         got = {"rois": out["boxes"][0, :n], "class_ids": out["class_ids"][0, :n], "scores": out["scores"][0, :n],
                "masks": out["masks"][0, :, :, :n]}
         _assert_same_detections(got, want, scores_atol=1e-6)
+    # in a fresh process, after `import mrcnn` alone (no mrcnn module named)
+    code = ("import sys, numpy as np, mrcnn, keras; model = keras.saving.load_model(sys.argv[1]); "
+            "out = model.predict_on_batch(np.load(sys.argv[2])[None]); "
+            "print(type(model).__name__, int(out['count'][0]))")
+    np.save(tmp_path / "image.npy", images[0])
+    done = subprocess.run([sys.executable, "-c", code, file, str(tmp_path / "image.npy")], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-2:] == ["MaskRCNNModel", str(len(expected[0]["class_ids"]))]
+
+
+def test_import_mrcnn_registers_every_serializable_class():
+    """Every class the code registers for .keras files is registered by `import mrcnn` alone (a fresh process)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    declared = set()
+    for folder in ("mrcnn", "attention"):
+        for directory, _, files in os.walk(os.path.join(root, folder)):
+            for name in files:
+                if name.endswith(".py"):
+                    text = open(os.path.join(directory, name)).read()
+                    declared |= {f"{package}>{cls}" for package, cls in re.findall(
+                        r'register_keras_serializable\(package="(\w+)"\)\s*\nclass (\w+)', text)}
+    assert len(declared) >= 19
+    code = "import json, mrcnn, keras; print(json.dumps(sorted(keras.saving.get_custom_objects())))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    registered = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert declared <= registered, declared - registered
 
 
 def test_export_refuses_what_it_cannot_do(trained, tmp_path):
