@@ -97,6 +97,7 @@ class DataGenerator(keras.utils.PyDataset):
         rng = np.random.default_rng((self.seed, 1, epoch, index))
         py_rng = random.Random(int(rng.integers(2**31)))
         samples = []
+        orders = {0: order}  # the image order of each pass over the data this batch reaches
         position = index * self.batch_size
         tried = 0
         # A random crop can miss every object of an image: such draws are retried with other images (and
@@ -107,7 +108,10 @@ class DataGenerator(keras.utils.PyDataset):
                 raise ValueError(
                     f"DataGenerator: none of the {len(order)} images has a positive instance "
                     f"(class id > 0) in {tried} draws; check load_mask")
-            image_id = int(order[position % len(order)])
+            data_pass = position // len(order)
+            if data_pass not in orders:
+                orders[data_pass] = self._pass_order(epoch, data_pass)
+            image_id = int(orders[data_pass][position % len(order)])
             position += 1
             tried += 1
             sample = self._load(image_id, rng, py_rng)
@@ -120,6 +124,15 @@ class DataGenerator(keras.utils.PyDataset):
         ids = np.array(self.dataset.image_ids)
         if self.shuffle:
             np.random.default_rng((self.seed, 0, self.epoch if epoch is None else epoch)).shuffle(ids)
+        return ids
+
+    def _pass_order(self, epoch, data_pass):
+        """The image order of pass ``data_pass`` >= 1 over the data within ``epoch`` (an epoch longer than the
+        data set): a new shuffle of (seed, epoch, pass) each time, as Matterport's generator reshuffled after
+        each pass; the first pass is the epoch's order."""
+        ids = np.array(self.dataset.image_ids)
+        if self.shuffle:
+            np.random.default_rng((self.seed, 0, epoch, data_pass)).shuffle(ids)
         return ids
 
     def _load(self, image_id, rng, py_rng):

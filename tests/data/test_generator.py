@@ -62,6 +62,21 @@ def test_batches_are_reproducible_and_epochs_reshuffle():
     assert ids_epoch0 != ids_epoch1
 
 
+def test_an_epoch_longer_than_the_data_reshuffles_each_pass():
+    """Each pass over the data within one epoch is a new order (Matterport reshuffled after each pass), every
+    image once per pass, and each batch a pure function of (seed, epoch, index)."""
+    count, batch = 6, 2
+    config = TinyConfig(IMAGES_PER_GPU=batch)
+    generator = DataGenerator(_dataset(count=count), config, seed=5, steps=4 * count // batch)  # 4 passes
+    ids = [int(m) for i in range(len(generator)) for m in generator[i][0][1][:, 0]]
+    passes = [ids[p * count:(p + 1) * count] for p in range(4)]
+    assert all(sorted(p) == list(range(count)) for p in passes)  # every image once per pass
+    assert len({tuple(p) for p in passes}) == 4  # four different orders
+    fresh = DataGenerator(_dataset(count=count), config, seed=5, steps=4 * count // batch)
+    for index in (5, 0, 11):  # any batch, in any order: the same images
+        np.testing.assert_array_equal(fresh.batch_at(0, index)[0][1], generator[index][0][1])
+
+
 def test_images_without_positive_instances_are_skipped_and_counted(caplog):
     dataset = _dataset(count=6, cls=_CrowdOnlyShapes)
     empty = _dataset(count=6, empty_fraction=0.5)
