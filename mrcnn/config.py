@@ -56,7 +56,8 @@ class Config:
     # end of each epoch, so a smaller number gives more frequent checkpoints and TensorBoard points.
     STEPS_PER_EPOCH = 1000
 
-    # Validation steps at the end of every epoch. More is more accurate but slower.
+    # Validation steps at the end of every epoch. More is more accurate but slower; 0 trains without
+    # validation (as does train(val_dataset=None)).
     VALIDATION_STEPS = 50
 
     # Backbone: "resnet50", "resnet101", or a callable ``f(input_image, stage5=True, train_bn=...)``
@@ -265,8 +266,11 @@ class Config:
                 self._fail(name, "must be a positive integer")
 
     def _validate(self):
+        steps = self.VALIDATION_STEPS
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            self._fail("VALIDATION_STEPS", "must be an integer >= 0 (0: no validation)")
         self._require_positive_int(
-            "GPU_COUNT", "IMAGES_PER_GPU", "STEPS_PER_EPOCH", "VALIDATION_STEPS",
+            "GPU_COUNT", "IMAGES_PER_GPU", "STEPS_PER_EPOCH",
             "RPN_TRAIN_ANCHORS_PER_IMAGE", "PRE_NMS_LIMIT", "POST_NMS_ROIS_TRAINING",
             "POST_NMS_ROIS_INFERENCE", "TRAIN_ROIS_PER_IMAGE", "POOL_SIZE", "MASK_POOL_SIZE",
             "MAX_GT_INSTANCES", "DETECTION_MAX_INSTANCES", "IMAGE_CHANNEL_COUNT", "RPN_ANCHOR_STRIDE",

@@ -120,9 +120,24 @@ class MaskRCNN:
     # ------------------------------------------------------------------ weights and run folders
     def set_log_dir(self, model_path=None):
         """Set the run's log dir and the epoch counter; a checkpoint path resumes its run and epoch."""
-        self.log_dir, self.checkpoint_path, self.epoch = runs.run_paths(self.model_dir, self.config.NAME, model_path)
+        self.log_dir, self.checkpoint_path, self.epoch, resumed = runs.run_paths(
+            self.model_dir, self.config.NAME, model_path)
+        self._run_dir_claimed = resumed  # a checkpoint's run continues in its folder; a new run claims its own
         if self.epoch and self.mode == "training":
             logger.info("Re-starting from epoch %d", self.epoch)
+
+    def make_log_dir(self):
+        """Create the run's folder and return it. A new run claims a folder no other run has: its name, or the
+        name with ``_2``, ``_3``, ... when another run of this config started in the same second took it
+        (``log_dir`` and ``checkpoint_path`` follow). ``train`` calls it; call it first to write into the folder
+        before training."""
+        if self._run_dir_claimed:
+            os.makedirs(self.log_dir, exist_ok=True)
+        else:
+            self.log_dir = runs.claim_run_dir(self.log_dir)
+            self.checkpoint_path = os.path.join(self.log_dir, os.path.basename(self.checkpoint_path))
+            self._run_dir_claimed = True
+        return self.log_dir
 
     def find_last(self):
         """Path of the last checkpoint of the most recent run of this config's NAME."""
@@ -176,7 +191,8 @@ class MaskRCNN:
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
               custom_callbacks=None, no_augmentation_sources=None, workers=None, verbose=1):
         """Train until epoch ``epochs`` (counted over all calls, as Matterport's ``initial_epoch``); see
-        mrcnn.trainer.train for checkpoints, logs, resuming and the stop on a non-finite loss."""
+        mrcnn.trainer.train for checkpoints, logs, resuming and the stop on a non-finite loss.
+        ``val_dataset=None`` (or ``Config.VALIDATION_STEPS = 0``) trains without validation."""
         if self.mode != "training":
             raise ValueError("Create model in training mode.")
         return trainer.train(self, train_dataset, val_dataset, learning_rate, epochs, layers,

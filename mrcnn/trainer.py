@@ -93,25 +93,30 @@ def train(run, train_dataset, val_dataset, learning_rate, epochs, layers, augmen
 
     train_kwargs = dict(augmentation=augmentation, no_augmentation_sources=no_augmentation_sources)
     tf_config = distribute.parse_tf_config()
+    validate = val_dataset is not None and config.VALIDATION_STEPS > 0
+    val_data = None
     if tf_config is None:  # one machine: batches of BATCH_SIZE, split across GPU_COUNT replicas
         train_data = _Batches(generator(train_dataset, config.STEPS_PER_EPOCH, 0, **train_kwargs), run.epoch)
-        val_data = _Batches(generator(val_dataset, config.VALIDATION_STEPS, 1), run.epoch)
+        if validate:
+            val_data = _Batches(generator(val_dataset, config.VALIDATION_STEPS, 1), run.epoch)
     else:  # several machines: each loads IMAGES_PER_GPU images per replica, its own images
         train_data = distribute.worker_dataset(
             run.strategy, lambda worker: generator(train_dataset, config.STEPS_PER_EPOCH, 0,
                                                     config.IMAGES_PER_GPU, worker, **train_kwargs),
             config.STEPS_PER_EPOCH, initial_epoch=run.epoch)
-        val_data = distribute.worker_dataset(
-            run.strategy, lambda worker: generator(val_dataset, config.VALIDATION_STEPS, 1,
-                                                    config.IMAGES_PER_GPU, worker),
-            config.VALIDATION_STEPS)
+        if validate:
+            val_data = distribute.worker_dataset(
+                run.strategy, lambda worker: generator(val_dataset, config.VALIDATION_STEPS, 1,
+                                                        config.IMAGES_PER_GPU, worker),
+                config.VALIDATION_STEPS)
     # Only the chief writes checkpoints and logs (every process when there is one).
     run._train_call = {"layers": layers, "learning_rate": float(learning_rate), "epochs": int(epochs)}
+    if distribute.is_chief(tf_config):
+        run.make_log_dir()  # a new run claims a folder of its own before the checkpoint path is taken
     checkpoint = AtomicCheckpoint(run.checkpoint_path, run=run)
     checkpoint.last_path = run._last_checkpoint
     callbacks = [StopOnNonFinite(checkpoint)]
     if distribute.is_chief(tf_config):
-        os.makedirs(run.log_dir, exist_ok=True)
         debris = checkpoints.clean_debris(run.log_dir)
         if debris:
             logger.info("Removed %d temporary files of an interrupted run from %s", len(debris), run.log_dir)
@@ -142,7 +147,7 @@ def train(run, train_dataset, val_dataset, learning_rate, epochs, layers, augmen
         history = run.keras_model.fit(
             train_data, initial_epoch=run.epoch, epochs=epochs,
             steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
-            validation_data=val_data, validation_steps=config.VALIDATION_STEPS,
+            validation_data=val_data, validation_steps=config.VALIDATION_STEPS if validate else None,
             shuffle=False, verbose=verbose)  # the batches come shuffled (reproducibly)
     except Exception as error:
         # NaN weights fail inside the graph (e.g. non-finite boxes) before any loss is seen.

@@ -225,6 +225,8 @@ def run_train(args, explicit=None):
         if resume:  # stopped before its first checkpoint: start it over, in its own folder
             model.set_log_dir(os.path.join(run_dir, f"mask_rcnn_{config.NAME.lower()}_0000.h5"))
     print(f"Starting weights: {path or 'random initialisation'}")
+    if distribute.is_chief():
+        model.make_log_dir()  # the run's own folder (a new run: one no other run has), before run.json goes in
     if not os.path.isfile(os.path.join(model.log_dir, jobs.RUN_FILE)) and distribute.is_chief():
         settings = {**{key: getattr(args, key) for key in RUN_SETTINGS}, "schedule": schedule, "epochs": epochs}
         jobs.record_run(model.log_dir, settings, weights, schedule, stages, getattr(args, "argv", sys.argv))

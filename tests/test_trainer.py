@@ -1,0 +1,47 @@
+"""The training loop (mrcnn.trainer) without validation: val_dataset=None or VALIDATION_STEPS = 0."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+
+from mrcnn import model as modellib
+from mrcnn.checkpoints import TrainingDiverged
+from mrcnn.config import ConfigError
+from mrcnn.losses import LOSS_NAMES
+from mrcnn.precise_bn import batch_stat_layers
+from tests.conftest import TinyModelConfig, shapes_data
+from tests.test_precise_bn import PreciseConfig
+
+
+@pytest.mark.parametrize("how", ["val_dataset=None", "VALIDATION_STEPS=0"])
+def test_training_without_validation_keeps_checkpoints_csv_and_precise_bn(tmp_path, how):
+    data = shapes_data(4, seed=4, height=128, width=128)
+    config = PreciseConfig(STEPS_PER_EPOCH=2, **({"VALIDATION_STEPS": 0} if how == "VALIDATION_STEPS=0" else {}))
+    model = modellib.MaskRCNN("training", config, str(tmp_path), seed=3)
+    before = [inner.moving_mean.numpy().copy() for _, inner in batch_stat_layers(model.keras_model)]
+    model.train(data, None if how == "val_dataset=None" else data, learning_rate=0.001, epochs=2, layers="all",
+                workers=1, verbose=0)
+    assert [os.path.basename(p) for p in modellib.checkpoints_of(model.log_dir)] == [
+        "mask_rcnn_precise_0001.h5", "mask_rcnn_precise_0002.h5"]
+    with open(os.path.join(model.log_dir, "training_log.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert set(LOSS_NAMES) <= set(rows[0]) and not any(key.startswith("val_") for key in rows[0])
+    after = [inner.moving_mean.numpy() for _, inner in batch_stat_layers(model.keras_model)]
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(after, before))  # precise BN recomputed them
+
+
+def test_a_diverging_run_without_validation_still_stops(tmp_path):
+    data = shapes_data(2, seed=4)
+    model = modellib.MaskRCNN("training", TinyModelConfig(IMAGES_PER_GPU=1, STEPS_PER_EPOCH=3), str(tmp_path), seed=0)
+    with pytest.raises(TrainingDiverged, match="training diverged"):
+        model.train(data, None, learning_rate=1e30, epochs=1, layers="all", workers=1, verbose=0)
+    assert not modellib.checkpoints_of(model.log_dir)  # the diverged epoch wrote no checkpoint
+
+
+def test_validation_steps_must_be_a_count():
+    with pytest.raises(ConfigError, match="VALIDATION_STEPS"):
+        TinyModelConfig(VALIDATION_STEPS=-1)
+    assert TinyModelConfig(VALIDATION_STEPS=0).VALIDATION_STEPS == 0
