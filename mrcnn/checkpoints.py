@@ -201,11 +201,12 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     picks a truncated file. Non-finite weights or losses are never written: :class:`TrainingDiverged`.
     """
 
-    def __init__(self, path_template, run=None, weights_model=None):
+    def __init__(self, path_template, run=None, weights_model=None, keep=None):
         super().__init__()
         self.path_template = path_template
         self.run = run
         self.weights_model = weights_model
+        self.keep = keep  # the number of checkpoints to keep in the folder (None: all)
         self.last_path = None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -229,3 +230,19 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.last_path = os.path.abspath(path)
         if self.run is not None:
             write_csv(os.path.join(os.path.dirname(self.last_path), CSV_NAME), self.run.history)
+        if self.keep is not None:
+            for old in self._older_checkpoints()[:-self.keep]:
+                os.remove(old)
+
+    def _older_checkpoints(self):
+        """This run's checkpoints, by epoch: the files the path template names, up to the last one written."""
+        folder = os.path.dirname(self.last_path)
+        prefix, _, suffix = os.path.basename(self.path_template).partition("{epoch:04d}")
+        found = []
+        for name in os.listdir(folder):
+            epoch = name[len(prefix):len(name) - len(suffix)] if name.startswith(prefix) and name.endswith(
+                suffix) else ""
+            if len(epoch) == 4 and epoch.isdigit():
+                found.append((int(epoch), os.path.join(folder, name)))
+        last = int(os.path.basename(self.last_path)[len(prefix):len(prefix) + 4])
+        return [path for epoch, path in sorted(found) if epoch <= last]

@@ -113,7 +113,7 @@ def train(run, train_dataset, val_dataset, learning_rate, epochs, layers, augmen
     run._train_call = {"layers": layers, "learning_rate": float(learning_rate), "epochs": int(epochs)}
     if distribute.is_chief(tf_config):
         run.make_log_dir()  # a new run claims a folder of its own before the checkpoint path is taken
-    checkpoint = AtomicCheckpoint(run.checkpoint_path, run=run)
+    checkpoint = AtomicCheckpoint(run.checkpoint_path, run=run, keep=config.CHECKPOINTS_TO_KEEP)
     checkpoint.last_path = run._last_checkpoint
     callbacks = [StopOnNonFinite(checkpoint)]
     if distribute.is_chief(tf_config):

@@ -45,3 +45,26 @@ def test_validation_steps_must_be_a_count():
     with pytest.raises(ConfigError, match="VALIDATION_STEPS"):
         TinyModelConfig(VALIDATION_STEPS=-1)
     assert TinyModelConfig(VALIDATION_STEPS=0).VALIDATION_STEPS == 0
+
+
+def test_checkpoints_to_keep_keeps_the_last_ones_and_resume_works(tmp_path):
+    data = shapes_data(2, seed=4)
+    config = TinyModelConfig(IMAGES_PER_GPU=1, STEPS_PER_EPOCH=1, VALIDATION_STEPS=1, CHECKPOINTS_TO_KEEP=2)
+    model = modellib.MaskRCNN("training", config, str(tmp_path), seed=0)
+    model.train(data, data, learning_rate=0.001, epochs=3, layers="heads", workers=1, verbose=0)
+    names = lambda: [os.path.basename(p) for p in modellib.checkpoints_of(model.log_dir)]  # noqa: E731
+    assert names() == ["mask_rcnn_tinymodel_0002.h5", "mask_rcnn_tinymodel_0003.h5"]
+    resumed = modellib.MaskRCNN("training", config, str(tmp_path), seed=0)
+    resumed.load_weights(resumed.find_last())
+    assert resumed.epoch == 3
+    resumed.train(data, data, learning_rate=0.001, epochs=4, layers="heads", workers=1, verbose=0)
+    assert names() == ["mask_rcnn_tinymodel_0003.h5", "mask_rcnn_tinymodel_0004.h5"]
+    with open(os.path.join(model.log_dir, "training_log.csv")) as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1", "2", "3"]  # the log keeps every epoch
+
+
+@pytest.mark.parametrize("keep", [0, -1, 2.5, "2", True])
+def test_checkpoints_to_keep_must_be_none_or_a_positive_count(keep):
+    with pytest.raises(ConfigError, match="CHECKPOINTS_TO_KEEP"):
+        TinyModelConfig(CHECKPOINTS_TO_KEEP=keep)
+    assert TinyModelConfig().CHECKPOINTS_TO_KEEP is None  # Matterport's: every checkpoint kept
