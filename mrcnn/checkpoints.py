@@ -92,7 +92,8 @@ def write_csv(path, history):
 
 
 # ---------------------------------------------------------------------------------------------- state
-def _inner(optimizer):
+def inner_optimizer(optimizer):
+    """The optimizer under a ``LossScaleOptimizer`` (mixed_float16), else ``optimizer`` itself."""
     return getattr(optimizer, "inner_optimizer", None) or optimizer
 
 
@@ -101,7 +102,7 @@ def optimizer_state(optimizer):
     loss scale of a LossScaleOptimizer. Empty for an optimizer that has not been built."""
     if optimizer is None or not optimizer.built:
         return {}
-    inner = _inner(optimizer)
+    inner = inner_optimizer(optimizer)
     state = {"iterations": np.asarray(inner.iterations.numpy())}
     for variable, momentum in zip(inner._trainable_variables, getattr(inner, "momentums", None) or []):
         state["momentum:" + variable.path] = np.asarray(momentum.numpy())
@@ -117,7 +118,7 @@ def restore_optimizer(optimizer, trainable_variables, state):
     momentum slots were restored (weights trained in this call but not in the saved one start at 0)."""
     if not optimizer.built:
         optimizer.build(trainable_variables)
-    inner = _inner(optimizer)
+    inner = inner_optimizer(optimizer)
     if "iterations" in state:
         inner.iterations.assign(state["iterations"])
     restored = 0
@@ -214,7 +215,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         row = {"epoch": int(epoch)}
         row.update({k: float(np.asarray(v)) for k, v in (logs or {}).items()})
         if "learning_rate" not in row and getattr(self.model, "optimizer", None) is not None:
-            row["learning_rate"] = float(np.asarray(_inner(self.model.optimizer).learning_rate))
+            row["learning_rate"] = float(np.asarray(inner_optimizer(self.model.optimizer).learning_rate))
         bad_losses = [k for k, v in row.items() if k != "epoch" and not np.isfinite(v)]
         bad_weights = non_finite_weights(model)
         if bad_losses or bad_weights:

@@ -106,15 +106,32 @@ def initial_weights(model, weights):
 
 
 # ---------------------------------------------------------------------------------------------- training
+def warmup_steps(text):
+    """The ``warmup:<steps>`` entry of a ``--schedule`` (0 without one): the run's first steps, over which the
+    learning rate rises linearly (``Config.LEARNING_RATE_WARMUP_STEPS``)."""
+    found = [p.strip() for p in text.split(",") if p.strip().startswith("warmup:")]
+    if not found:
+        return 0
+    value = found[-1].partition(":")[2]
+    if len(found) > 1 or not value.isdigit():
+        raise ScheduleError(f"--schedule: {', '.join(found)}: expected one warmup:<steps> with a whole number of "
+                            f"steps, e.g. warmup:1000,{DEFAULT_SCHEDULE}")
+    return int(value)
+
+
 def parse_schedule(text, epochs=None, learning_rate=1.0):
     """``"heads:40,4+:120,all:160:0.1"`` -> ``[(layers, end_epoch, learning_rate), ...]``.
 
     Each stage trains ``layers`` (a preset or regex) until its end epoch at ``learning_rate`` times its
-    optional factor. ``epochs`` rescales the stage ends so the last one ends there (Matterport's ratios
-    kept; every stage at least one epoch past the previous).
+    optional factor: a later stage's smaller factor is a step decay. ``epochs`` rescales the stage ends so the
+    last one ends there (Matterport's ratios kept; every stage at least one epoch past the previous). A
+    ``warmup:<steps>`` entry (:func:`warmup_steps`) is not a stage.
     """
+    warmup_steps(text)  # a malformed warm-up entry is an error here too
     stages = []
     for part in filter(None, (p.strip() for p in text.split(","))):
+        if part.startswith("warmup:"):
+            continue
         fields = part.split(":")
         if len(fields) not in (2, 3):
             raise ScheduleError(f"--schedule: {part!r} is not layers:end_epoch[:lr_factor] "

@@ -189,6 +189,11 @@ class Config:
     LEARNING_RATE = 0.001
     LEARNING_MOMENTUM = 0.9
 
+    # Linear warm-up of a float learning rate over the run's first this many steps (counted over every train()
+    # call of the run, and across a resume), from 0.001 of it, as Detectron2 and torchvision's references do.
+    # 0: none (Matterport). A keras LearningRateSchedule passed to train() brings its own.
+    LEARNING_RATE_WARMUP_STEPS = 0
+
     # Weight decay regularization.
     WEIGHT_DECAY = 0.0001
 
@@ -289,6 +294,9 @@ class Config:
         if not (callable(self.BACKBONE) or self.BACKBONE in BACKBONES):
             self._fail("BACKBONE", f"must be one of {BACKBONES} or a callable building the backbone")
         self._validate_attention()
+        warmup = self.LEARNING_RATE_WARMUP_STEPS
+        if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
+            self._fail("LEARNING_RATE_WARMUP_STEPS", "must be an integer >= 0 (0: no warm-up)")
         keep = self.CHECKPOINTS_TO_KEEP
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1):
             self._fail("CHECKPOINTS_TO_KEEP", "must be None (keep all) or an integer >= 1")

@@ -15,7 +15,7 @@ from mrcnn import checkpoints, distribute
 from mrcnn.checkpoints import AtomicCheckpoint, TrainingDiverged
 from mrcnn.data.generator import DataGenerator, model_inputs
 from mrcnn.precise_bn import PreciseBatchNorm
-from mrcnn.training import SGD, StopOnNonFinite, check_layers, check_learning_rate, tensorboard_callback
+from mrcnn.training import SGD, RunSchedule, StopOnNonFinite, check_layers, run_learning_rate, tensorboard_callback
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +46,15 @@ def _compile_for_training(run, learning_rate):
     rate, no momentum, step count 0), which spares a second ``train()`` with the same layers the tracing."""
     trainable = tuple(v.path for v in run.keras_model.trainable_variables)
     optimizer = getattr(run.keras_model, "optimizer", None)
-    if (trainable == run._compiled_trainable and type(optimizer) is SGD
+    if (trainable == run._compiled_trainable and type(optimizer) is SGD and not isinstance(learning_rate, RunSchedule)
             and getattr(run.keras_model, "train_function", None) is not None):
         for variable in optimizer.variables:
             variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
         optimizer.learning_rate = learning_rate
         return
     run.compile(learning_rate, run.config.LEARNING_MOMENTUM)
-    run._compiled_trainable = trainable
+    # a traced step with a float learning rate can take the next call's (a schedule's offset is traced in)
+    run._compiled_trainable = None if isinstance(learning_rate, RunSchedule) else trainable
 
 
 def training_state(run, epoch):
@@ -80,7 +81,7 @@ def train(run, train_dataset, val_dataset, learning_rate, epochs, layers, augmen
     """
     if run.mode != "training":
         raise ValueError("Create model in training mode.")
-    learning_rate = check_learning_rate(learning_rate)
+    learning_rate = run_learning_rate(learning_rate, run.config.LEARNING_RATE_WARMUP_STEPS)
     check_layers(run.keras_model, layers)
     config = run.config
     workers = workers or max(1, min(4, os.cpu_count() or 1))
@@ -110,7 +111,8 @@ def train(run, train_dataset, val_dataset, learning_rate, epochs, layers, augmen
                                                         config.IMAGES_PER_GPU, worker),
                 config.VALIDATION_STEPS)
     # Only the chief writes checkpoints and logs (every process when there is one).
-    run._train_call = {"layers": layers, "learning_rate": float(learning_rate), "epochs": int(epochs)}
+    rate = learning_rate.get_config() if isinstance(learning_rate, RunSchedule) else float(learning_rate)
+    run._train_call = {"layers": layers, "learning_rate": rate, "epochs": int(epochs)}
     if distribute.is_chief(tf_config):
         run.make_log_dir()  # a new run claims a folder of its own before the checkpoint path is taken
     checkpoint = AtomicCheckpoint(run.checkpoint_path, run=run, keep=config.CHECKPOINTS_TO_KEEP)
@@ -137,12 +139,16 @@ def train(run, train_dataset, val_dataset, learning_rate, epochs, layers, augmen
     callbacks += list(custom_callbacks or [])
 
     if verbose:
-        print(f"\nStarting at epoch {run.epoch}. LR={learning_rate}\n")
+        shown = learning_rate.get_config() if isinstance(learning_rate, RunSchedule) else learning_rate
+        print(f"\nStarting at epoch {run.epoch}. LR={shown}\n")
         print(f"Checkpoint Path: {run.checkpoint_path}")
     run.set_trainable(layers, verbose=0)
     _compile_for_training(run, learning_rate)
     _resume(run, run._resume_state)
     run._resume_state = None
+    if isinstance(learning_rate, RunSchedule):  # the run's steps before this call (a resumed call: before it began)
+        steps_done = int(checkpoints.inner_optimizer(run.keras_model.optimizer).iterations)
+        learning_rate.offset = run.epoch * config.STEPS_PER_EPOCH - steps_done
     try:
         history = run.keras_model.fit(
             train_data, initial_epoch=run.epoch, epochs=epochs,

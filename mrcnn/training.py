@@ -16,7 +16,7 @@ import numpy as np
 from keras import ops
 
 from mrcnn import ops as mops
-from mrcnn.checkpoints import AtomicCheckpoint, TrainingDiverged  # noqa: F401  (re-exported)
+from mrcnn.checkpoints import AtomicCheckpoint, TrainingDiverged, inner_optimizer  # noqa: F401  (re-exported)
 from mrcnn.graph import MaskRCNNModel
 from mrcnn.losses import LOSS_NAMES
 
@@ -124,6 +124,45 @@ def check_layers(model, layers):
     return regex
 
 
+class RunSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A learning rate evaluated at the run's global step: the optimizer's step count in this ``train()`` call
+    plus ``offset``, the run's steps before it (set by the training loop). ``schedule``: a
+    ``LearningRateSchedule`` of the global step, or a float; ``warmup_steps``: linear warm-up from
+    ``warmup_factor`` of it over the first global steps."""
+
+    def __init__(self, schedule, warmup_steps=0, warmup_factor=0.001):
+        self.schedule = schedule
+        self.warmup_steps = int(warmup_steps)
+        self.warmup_factor = float(warmup_factor)
+        self.offset = 0
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32") + float(self.offset)
+        if isinstance(self.schedule, keras.optimizers.schedules.LearningRateSchedule):
+            rate = ops.cast(self.schedule(step), "float32")
+        else:
+            rate = ops.convert_to_tensor(float(self.schedule), "float32")
+        if self.warmup_steps:
+            progress = ops.minimum(step / float(self.warmup_steps), 1.0)
+            rate = rate * (self.warmup_factor + (1.0 - self.warmup_factor) * progress)
+        return rate
+
+    def get_config(self):
+        inner = self.schedule
+        if isinstance(inner, keras.optimizers.schedules.LearningRateSchedule):
+            inner = {"class_name": type(inner).__name__, "config": inner.get_config()}
+        return {"schedule": inner, "warmup_steps": self.warmup_steps, "warmup_factor": self.warmup_factor}
+
+
+def run_learning_rate(learning_rate, warmup_steps):
+    """What the optimizer takes for ``train(learning_rate=...)``: a float as it is (Matterport: constant in each
+    call), else a :class:`RunSchedule` (a schedule, or a float with warm-up), after checking the value."""
+    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        return RunSchedule(learning_rate)
+    learning_rate = check_learning_rate(learning_rate)
+    return RunSchedule(learning_rate, warmup_steps) if warmup_steps else learning_rate
+
+
 def check_learning_rate(learning_rate):
     """A positive, finite learning rate as a float, else a ``ValueError`` naming the value."""
     try:
@@ -131,8 +170,8 @@ def check_learning_rate(learning_rate):
     except (TypeError, ValueError):
         value = None
     if isinstance(learning_rate, bool) or value is None or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"train: learning_rate={learning_rate!r}; expected a positive number "
-                         f"(Matterport's default: Config.LEARNING_RATE = 0.001)")
+        raise ValueError(f"train: learning_rate={learning_rate!r}; expected a positive number (Matterport's default: "
+                         f"Config.LEARNING_RATE = 0.001) or a keras.optimizers.schedules.LearningRateSchedule")
     return value
 
 
@@ -196,7 +235,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
         """``what`` at this epoch and step, with the learning rate and the last good checkpoint."""
         where = where or f"step {self.step + 1}"
         optimizer = getattr(self.model, "optimizer", None)
-        optimizer = getattr(optimizer, "inner_optimizer", None) or optimizer
+        optimizer = inner_optimizer(optimizer)
         lr = float(np.asarray(optimizer.learning_rate)) if optimizer is not None else float("nan")
         last = getattr(self.checkpoint, "last_path", None)
         return (f"training diverged: {what} at epoch {self.epoch + 1}, {where} (learning rate "

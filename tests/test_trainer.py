@@ -68,3 +68,36 @@ def test_checkpoints_to_keep_must_be_none_or_a_positive_count(keep):
     with pytest.raises(ConfigError, match="CHECKPOINTS_TO_KEEP"):
         TinyModelConfig(CHECKPOINTS_TO_KEEP=keep)
     assert TinyModelConfig().CHECKPOINTS_TO_KEEP is None  # Matterport's: every checkpoint kept
+
+
+def _csv_rates(log_dir):
+    with open(os.path.join(log_dir, "training_log.csv")) as f:
+        return [float(row["learning_rate"]) for row in csv.DictReader(f)]
+
+
+def test_a_float_learning_rate_warms_up_over_the_runs_steps_across_train_calls(tmp_path):
+    """LEARNING_RATE_WARMUP_STEPS counts the run's steps, not each train() call's: 2 steps per epoch, 4 of
+    warm-up, the second call (next stage) continues it. The CSV shows the rate the optimizer has then."""
+    data = shapes_data(2, seed=4)
+    config = TinyModelConfig(IMAGES_PER_GPU=1, STEPS_PER_EPOCH=2, VALIDATION_STEPS=1, LEARNING_RATE_WARMUP_STEPS=4)
+    model = modellib.MaskRCNN("training", config, str(tmp_path), seed=0)
+    model.train(data, data, learning_rate=0.01, epochs=1, layers="heads", workers=1, verbose=0)
+    model.train(data, data, learning_rate=0.01, epochs=3, layers="heads", workers=1, verbose=0)
+    factor = lambda step: 0.001 + 0.999 * min(step / 4, 1.0)  # noqa: E731
+    np.testing.assert_allclose(_csv_rates(model.log_dir), [0.01 * factor(2), 0.01 * factor(4), 0.01], rtol=1e-5)
+
+
+def test_a_keras_schedule_runs_on_the_global_step_across_a_resume(tmp_path):
+    import keras
+
+    data = shapes_data(2, seed=4)
+    config = TinyModelConfig(IMAGES_PER_GPU=1, STEPS_PER_EPOCH=2, VALIDATION_STEPS=1)
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([3], [0.02, 0.002])  # a step decay at step 3
+    model = modellib.MaskRCNN("training", config, str(tmp_path), seed=0)
+    model.train(data, data, learning_rate=schedule, epochs=1, layers="heads", workers=1, verbose=0)
+    resumed = modellib.MaskRCNN("training", config, str(tmp_path), seed=0)
+    resumed.load_weights(resumed.find_last())
+    resumed.train(data, data, learning_rate=schedule, epochs=2, layers="heads", workers=1, verbose=0)
+    np.testing.assert_allclose(_csv_rates(resumed.log_dir), [0.02, 0.002], rtol=1e-6)  # global steps 2 and 4
+    with pytest.raises(ConfigError, match="LEARNING_RATE_WARMUP_STEPS"):
+        TinyModelConfig(LEARNING_RATE_WARMUP_STEPS=-5)

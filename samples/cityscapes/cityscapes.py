@@ -91,7 +91,9 @@ def build_parser():
                         help="total epochs; the schedule's stages are rescaled to end there")
     parser.add_argument("--schedule", default=None,
                         help=f"stages layers:end_epoch[:lr_factor], comma-separated (default "
-                             f"{jobs.DEFAULT_SCHEDULE!r}; 'all:<epochs>' with --weights=none)")
+                             f"{jobs.DEFAULT_SCHEDULE!r}; 'all:<epochs>' with --weights=none); a later stage's "
+                             f"smaller factor decays the rate, and warmup:<steps> warms it up linearly over the "
+                             f"run's first steps (e.g. warmup:500,all:20,all:30:0.1)")
     parser.add_argument("--steps", type=int, default=None, help="steps per epoch (Config.STEPS_PER_EPOCH)")
     parser.add_argument("--config", choices=tuple(CONFIGS), default=None,
                         help="settings: synthetic (small frames, narrow ResNet-50) or cityscapes (1024x2048 "
@@ -207,6 +209,8 @@ def run_train(args, explicit=None):
     schedule = args.schedule or (jobs.DEFAULT_SCHEDULE if weights.lower() != "none" else "all:160")
     epochs = args.epochs or (SYNTHETIC_EPOCHS if args.dataset is None else None)
     stages = jobs.parse_schedule(schedule, epochs, config.LEARNING_RATE)
+    if jobs.warmup_steps(schedule):
+        config.LEARNING_RATE_WARMUP_STEPS = jobs.warmup_steps(schedule)
     root = dataset_dir(args)
     train_set = jobs.load_subset(root, "train", config.CLASSES, args.skip_bad, args.limit)
     val_set = jobs.load_subset(root, "val", config.CLASSES, args.skip_bad, args.limit)

@@ -33,6 +33,7 @@ from mrcnn.cli import (  # noqa: F401  (the sample's names for them)
     read_run,
     record_run,
     train_stages,
+    warmup_steps,
 )
 from mrcnn.dataset import read_image_rgb
 from mrcnn.visualize import draw_instances

@@ -359,6 +359,8 @@ def run_train(args, config):
     iaa = imgaug_augmenters()  # imgaug 0.4 on NumPy 2
 
     stages = cli.parse_schedule(args.schedule, learning_rate=config.LEARNING_RATE)
+    if cli.warmup_steps(args.schedule):  # the model reads it from its config when it trains
+        config.LEARNING_RATE_WARMUP_STEPS = cli.warmup_steps(args.schedule)
     cli.train_stages(model, dataset_train, dataset_val, stages, augmentation=iaa.Fliplr(0.5))
     return model
 

@@ -55,6 +55,15 @@ def test_schedule_parsing_and_rescaling():
             jobs.parse_schedule(bad)
 
 
+def test_schedule_with_warm_up_and_decay():
+    text = "warmup:500,all:20,all:30:0.1"  # warm-up, then a step decay at epoch 20
+    assert jobs.parse_schedule(text, learning_rate=0.02) == [("all", 20, 0.02), ("all", 30, 0.002)]
+    assert jobs.warmup_steps(text) == 500 and jobs.warmup_steps(jobs.DEFAULT_SCHEDULE) == 0
+    for bad in ("warmup:x,all:3", "warmup:5,warmup:6,all:3", "warmup:,all:3"):
+        with pytest.raises(jobs.ScheduleError, match="warmup"):
+            jobs.parse_schedule(bad)
+
+
 def test_staged_training_skips_stages_a_resumed_run_finished(tmp_path, shapes_dataset, capsys):
     model = modellib.MaskRCNN("training", TinyModelConfig(), tmp_path, seed=0)
     calls = []
