@@ -222,6 +222,10 @@ class Config:
     # PreciseBN; see mrcnn/precise_bn.py). 0: keep the moving averages (Matterport).
     PRECISE_BN_BATCHES = 0
 
+    # TensorBoard: the loss and the five named losses every this many training steps (means over those steps,
+    # under step/<loss>), beside the per-epoch curves Keras writes; 0: per epoch only. The CSV is per epoch.
+    TENSORBOARD_EVERY_STEPS = 20
+
     # Checkpoints a run keeps: None keeps every epoch's (Matterport); N keeps the last N, deleting older ones
     # as new ones are written. A checkpoint holds the weights and the momentum of every trainable weight (what
     # an exact resume needs): with all layers trained, 361 MB at ResNet-50 and 514 MB at ResNet-101 (81
@@ -297,6 +301,9 @@ class Config:
         warmup = self.LEARNING_RATE_WARMUP_STEPS
         if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
             self._fail("LEARNING_RATE_WARMUP_STEPS", "must be an integer >= 0 (0: no warm-up)")
+        every = self.TENSORBOARD_EVERY_STEPS
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 0:
+            self._fail("TENSORBOARD_EVERY_STEPS", "must be an integer >= 0 (0: per epoch only)")
         keep = self.CHECKPOINTS_TO_KEEP
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1):
             self._fail("CHECKPOINTS_TO_KEEP", "must be None (keep all) or an integer >= 1")

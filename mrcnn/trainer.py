@@ -15,7 +15,15 @@ from mrcnn import checkpoints, distribute
 from mrcnn.checkpoints import AtomicCheckpoint, TrainingDiverged
 from mrcnn.data.generator import DataGenerator, model_inputs
 from mrcnn.precise_bn import PreciseBatchNorm
-from mrcnn.training import SGD, RunSchedule, StopOnNonFinite, check_layers, run_learning_rate, tensorboard_callback
+from mrcnn.training import (
+    SGD,
+    RunSchedule,
+    StopOnNonFinite,
+    check_layers,
+    run_learning_rate,
+    step_losses_callback,
+    tensorboard_callback,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +135,8 @@ def train(run, train_dataset, val_dataset, learning_rate, epochs, layers, augmen
         if run.history:
             checkpoints.write_csv(os.path.join(run.log_dir, checkpoints.CSV_NAME), run.history)
         board = tensorboard_callback(run.log_dir)
-        callbacks += ([board] if board is not None else []) + [checkpoint]
+        steps = step_losses_callback(run.log_dir, config.TENSORBOARD_EVERY_STEPS, config.STEPS_PER_EPOCH)
+        callbacks += [c for c in (board, steps) if c is not None] + [checkpoint]
     if config.PRECISE_BN_BATCHES:
         if tf_config is None and getattr(run.strategy, "num_replicas_in_sync", 1) == 1:  # before the checkpoint
             callbacks.insert(1, PreciseBatchNorm(

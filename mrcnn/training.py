@@ -9,6 +9,7 @@ as usual.
 from __future__ import annotations
 
 import logging
+import os
 import re
 
 import keras
@@ -248,11 +249,55 @@ class StopOnNonFinite(keras.callbacks.Callback):
 def tensorboard_callback(log_dir):
     """Keras's TensorBoard callback where its summary writer can be imported (TensorFlow installed, whatever the
     Keras backend), else None and a one-line notice: training logs to the progress bar and the CSV anyway."""
-    import importlib.util
-
-    if importlib.util.find_spec("tensorflow") is None:
+    if not _has_tensorflow():
         logger.warning("TensorBoard logging is off: its summary writer needs TensorFlow, which is not installed "
                        "(the losses still go to the progress bar and %s/training_log.csv)", log_dir)
         return None
     return keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False)
+
+
+def _has_tensorflow():
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+class StepLosses(keras.callbacks.Callback):
+    """The loss and the five named losses to TensorBoard every ``every`` training steps, under ``step/<name>`` at
+    the run's global step (``epoch * steps_per_epoch + step``): each the mean over those steps, from Keras's
+    running means over the epoch (``(k * m_k - j * m_j) / (k - j)`` for the steps after ``j`` up to ``k``).
+    Written with TensorFlow's summary writer into ``<log_dir>/train`` beside the per-epoch curves."""
+
+    def __init__(self, log_dir, every, steps_per_epoch):
+        super().__init__()
+        import tensorflow as tf
+
+        self._tf = tf
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
+        self.every = int(every)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.epoch, self.last_step, self.last_means = 0, 0, {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.last_step, self.last_means = epoch, 0, {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = batch + 1
+        if step % self.every or not logs:
+            return
+        means = {name: float(np.asarray(logs[name])) for name in ("loss",) + tuple(LOSS_NAMES) if name in logs}
+        with self.writer.as_default():
+            for name, mean in means.items():
+                window = (step * mean - self.last_step * self.last_means.get(name, 0.0)) / (step - self.last_step)
+                self._tf.summary.scalar(f"step/{name}", window, step=self.epoch * self.steps_per_epoch + step)
+        self.writer.flush()
+        self.last_step, self.last_means = step, means
+
+    def on_train_end(self, logs=None):
+        self.writer.close()
+
+
+def step_losses_callback(log_dir, every, steps_per_epoch):
+    """:class:`StepLosses` where TensorFlow's summary writer is there and ``every`` > 0, else None."""
+    return StepLosses(log_dir, every, steps_per_epoch) if every and _has_tensorflow() else None
 

@@ -101,3 +101,36 @@ def test_a_keras_schedule_runs_on_the_global_step_across_a_resume(tmp_path):
     np.testing.assert_allclose(_csv_rates(resumed.log_dir), [0.02, 0.002], rtol=1e-6)  # global steps 2 and 4
     with pytest.raises(ConfigError, match="LEARNING_RATE_WARMUP_STEPS"):
         TinyModelConfig(LEARNING_RATE_WARMUP_STEPS=-5)
+
+
+def test_tensorboard_gets_the_losses_every_n_steps(tmp_path):
+    """Every TENSORBOARD_EVERY_STEPS steps, each loss's mean over those steps at the run's global step: the two
+    windows of an epoch average to the epoch's mean loss in the CSV."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = shapes_data(2, seed=4)
+    config = TinyModelConfig(IMAGES_PER_GPU=1, STEPS_PER_EPOCH=4, VALIDATION_STEPS=1, TENSORBOARD_EVERY_STEPS=2)
+    model = modellib.MaskRCNN("training", config, str(tmp_path), seed=0)
+    model.train(data, data, learning_rate=0.001, epochs=2, layers="heads", workers=1, verbose=0)
+    events = EventAccumulator(os.path.join(model.log_dir, "train"), size_guidance={"tensors": 0})
+    events.Reload()
+    tags = {tag for tag in events.Tags()["tensors"] if tag.startswith("step/")}
+    assert tags == {f"step/{name}" for name in ("loss",) + tuple(LOSS_NAMES)}
+    points = {}
+    for tag in tags:
+        points[tag] = {e.step: float(np.asarray(_tensor_value(e))) for e in events.Tensors(tag)}
+        assert sorted(points[tag]) == [2, 4, 6, 8]  # global steps, across epochs
+    with open(os.path.join(model.log_dir, "training_log.csv")) as f:
+        rows = list(csv.DictReader(f))
+    for epoch, row in enumerate(rows):
+        for name in ("loss",) + tuple(LOSS_NAMES):
+            windows = [points[f"step/{name}"][epoch * 4 + s] for s in (2, 4)]
+            np.testing.assert_allclose(np.mean(windows), float(row[name]), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ConfigError, match="TENSORBOARD_EVERY_STEPS"):
+        TinyModelConfig(TENSORBOARD_EVERY_STEPS=-1)
+
+
+def _tensor_value(event):
+    from tensorboard.util import tensor_util
+
+    return tensor_util.make_ndarray(event.tensor_proto)
