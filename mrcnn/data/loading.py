@@ -20,8 +20,6 @@ def _describe(dataset, image_id):
     info = dataset.image_info[image_id]
     return f"image {image_id} ({info.get('path') or dataset.image_reference(image_id) or info.get('id')})"
 
-logger = logging.getLogger(__name__)
-
 
 def load_image_gt(dataset, config, image_id, augment=False, augmentation=None, use_mini_mask=False, rng=None):
     """Load and resize an image, its masks, boxes and class ids, optionally augmented (Matterport's signature).
