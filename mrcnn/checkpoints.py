@@ -97,14 +97,15 @@ def inner_optimizer(optimizer):
     return getattr(optimizer, "inner_optimizer", None) or optimizer
 
 
-def optimizer_state(optimizer):
+def optimizer_state(optimizer, trainable_variables):
     """``{key: array}``: iteration count, momentum per trainable weight (by the weight's path), and the
-    loss scale of a LossScaleOptimizer. Empty for an optimizer that has not been built."""
+    loss scale of a LossScaleOptimizer. Empty for an optimizer that has not been built. ``trainable_variables``:
+    those the optimizer was built for, in that order (its momenta follow it)."""
     if optimizer is None or not optimizer.built:
         return {}
     inner = inner_optimizer(optimizer)
     state = {"iterations": np.asarray(inner.iterations.numpy())}
-    for variable, momentum in zip(inner._trainable_variables, getattr(inner, "momentums", None) or []):
+    for variable, momentum in zip(trainable_variables, getattr(inner, "momentums", None) or []):
         state["momentum:" + variable.path] = np.asarray(momentum.numpy())
     if inner is not optimizer:  # LossScaleOptimizer: its dynamic scale and step counter
         for variable in optimizer.variables:
@@ -122,7 +123,7 @@ def restore_optimizer(optimizer, trainable_variables, state):
     if "iterations" in state:
         inner.iterations.assign(state["iterations"])
     restored = 0
-    for variable, momentum in zip(inner._trainable_variables, getattr(inner, "momentums", None) or []):
+    for variable, momentum in zip(trainable_variables, getattr(inner, "momentums", None) or []):
         value = state.get("momentum:" + variable.path)
         if value is not None and tuple(value.shape) == tuple(momentum.shape):
             momentum.assign(value)

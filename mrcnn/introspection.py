@@ -72,7 +72,11 @@ def run_graph(model, config, mode, images, outputs, image_metas=None):
         batch = len(images[0])
     values = [keras.ops.convert_to_numpy(v) for v in (values if len(flat) > 1 else [values])]
     result = OrderedDict()
+    producers = {id(t): layer.name for layer in model.layers
+                 for t in (layer.output if isinstance(layer.output, (list, tuple)) else [layer.output])}
     for (name, target), tensor in zip(outputs, tensors):
+        if not isinstance(target, str):  # a layer's output tensor, as Matterport's notebooks pass them
+            target = producers.get(id(tensor), "")
         if isinstance(tensor, (list, tuple)):
             result[name], values = values[:len(tensor)], values[len(tensor):]
         else:
@@ -81,14 +85,11 @@ def run_graph(model, config, mode, images, outputs, image_metas=None):
 
 
 def _with_batch_axis(value, layer_name, rank, batch, mask_slots):
-    """A per-ROI head output as Matterport's ``[batch, rois, ...]``, asked for by layer name or by that layer's
-    output tensor (of symbolic ``rank``): the heads' layers computed on ``[batch * rois, ...]``
+    """A per-ROI head output of the layer ``layer_name`` (of symbolic ``rank``) as Matterport's
+    ``[batch, rois, ...]``: the heads' layers computed on ``[batch * rois, ...]``
     (``mrcnn_class_logits``, ``mrcnn_mask``, their inner layers) reshaped; the mask head's, which may run on the
     first slots only (the detections, or the sampled positives), padded with zeros to ``mask_slots`` as the
     model's own ``mrcnn_mask`` output is. Anything else unchanged."""
-    if not isinstance(layer_name, str):  # a layer's output tensor, as Matterport's notebooks pass them
-        history = getattr(layer_name, "_keras_history", None)
-        layer_name = history.operation.name if history is not None else ""
     if not layer_name.startswith(("mrcnn_", "roi_align_")) or value.ndim < 1 or not batch:
         return value
     if layer_name.startswith(("mrcnn_mask", "roi_align_mask")):

@@ -69,7 +69,7 @@ def training_state(run, epoch):
     """The :class:`mrcnn.checkpoints.TrainingState` to store with the checkpoint of ``epoch``."""
     return checkpoints.TrainingState(
         epoch=epoch, seed=run.seed, train_call=dict(run._train_call), history=list(run.history),
-        optimizer=checkpoints.optimizer_state(run.keras_model.optimizer),
+        optimizer=checkpoints.optimizer_state(run.keras_model.optimizer, run.keras_model.trainable_variables),
         seed_generators=checkpoints.seed_generator_states(run.keras_model))
 
 
