@@ -134,3 +134,22 @@ def _tensor_value(event):
     from tensorboard.util import tensor_util
 
     return tensor_util.make_ndarray(event.tensor_proto)
+
+
+def test_a_schedule_resumed_within_its_train_call_continues_on_the_same_steps(tmp_path):
+    """A run stopped after epoch 1 of a 2-epoch call and resumed from that checkpoint (the same call: its
+    optimizer state, step count included, is restored) ends on the global step the uninterrupted run ends on."""
+    import keras
+
+    data = shapes_data(2, seed=4)
+    config = TinyModelConfig(IMAGES_PER_GPU=1, STEPS_PER_EPOCH=2, VALIDATION_STEPS=1)
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([3], [0.02, 0.002])
+    whole = modellib.MaskRCNN("training", config, str(tmp_path / "whole"), seed=0)
+    whole.train(data, data, learning_rate=schedule, epochs=2, layers="heads", workers=1, verbose=0)
+    resumed = modellib.MaskRCNN("training", config, str(tmp_path / "whole"), seed=0)
+    resumed.load_weights(modellib.checkpoints_of(whole.log_dir)[0])  # epoch 1 of the 2-epoch call
+    resumed.train(data, data, learning_rate=schedule, epochs=2, layers="heads", workers=1, verbose=0)
+    optimizer = resumed.keras_model.optimizer
+    assert int(optimizer.iterations) == 4  # the call's steps: 2 restored, 2 taken
+    np.testing.assert_allclose(_csv_rates(resumed.log_dir), _csv_rates(whole.log_dir), rtol=1e-6)
+    np.testing.assert_allclose(_csv_rates(whole.log_dir), [0.02, 0.002], rtol=1e-6)
