@@ -5,7 +5,9 @@
   default 1024x1024 square input, with imgaug and with albumentations augmentation, serially and with
   two worker threads (how ``keras.utils.PyDataset`` runs ``workers=2``);
 * the Cityscapes training setting (random 1024x1024 crops of 1024x2048 frames, flips, RPN targets): images/s
-  of one worker, and the workers that would feed a GPU training at 25 images/s.
+  with 1 and 2 worker threads and 1 and 2 worker processes (forked, as ``train(use_multiprocessing=True)``
+  runs them), a worker process's private memory, and the worker processes that would feed a GPU training at
+  25 images/s.
 
 Usage: ``python benchmarks/bench_data.py [--repeats 20] [--images 16]``
 """
@@ -25,7 +27,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-import mrcnn  # noqa: E402,F401  (numpy aliases for imgaug)
 from mrcnn.anchors import generate_pyramid_anchors  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.data.generator import DataGenerator  # noqa: E402
@@ -107,9 +108,49 @@ def bench_generator(images):
     return results
 
 
+_GENERATOR = None  # the generator a worker process inherits (fork), as keras.utils.PyDataset's pool does
+
+
+def _init_worker(generator):
+    global _GENERATOR
+    _GENERATOR = generator
+
+
+def _batch_and_memory(index):
+    """One batch in a worker process, and the worker's private memory (RssAnon, MiB) after it."""
+    batch = _GENERATOR[index]
+    with open("/proc/self/status") as f:
+        anon = next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
+    return batch, anon / 1024
+
+
+def _images_per_s(generator, workers, processes):
+    """Batches of one image per second over the generator's batches: serially (1 thread), on a pool of threads,
+    or on a pool of forked worker processes (the batches come back pickled, as keras's PyDataset's do); and the
+    largest private memory of a worker process."""
+    import multiprocessing
+    from multiprocessing.pool import ThreadPool
+
+    generator[0]  # warm-up (the anchor index, imports)
+    memory = None
+    start = time.perf_counter()
+    if not processes and workers == 1:
+        for i in range(len(generator)):
+            generator[i]
+    elif not processes:
+        with ThreadPool(workers) as pool:
+            pool.map(generator.__getitem__, range(len(generator)))
+    else:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker,
+                                                      initargs=(generator,)) as pool:
+            memory = max(m for _, m in pool.map(_batch_and_memory, range(len(generator)), chunksize=1))
+    return len(generator) / (time.perf_counter() - start), memory
+
+
 def bench_cityscapes_crops(images, target=25.0):
     """The Cityscapes training setting: 1024x2048 frames, random 1024x1024 crops at full resolution
-    (CityscapesConfig), horizontal flips (cityscapes.py train), RPN targets; one worker, serially."""
+    (CityscapesConfig), horizontal flips (cityscapes.py train), RPN targets; images/s with 1 and 2 worker threads
+    and 1 and 2 worker processes, and the workers that would feed a GPU training at ``target`` images/s."""
     from mrcnn.data.augmentation import imgaug_augmenters
 
     iaa = imgaug_augmenters()  # imgaug 0.4 on NumPy 2
@@ -120,14 +161,19 @@ def bench_cityscapes_crops(images, target=25.0):
     dataset.load_shapes(images, 1024, 2048, seed=1, min_shapes=8, max_shapes=20)
     dataset.prepare()
     generator = DataGenerator(dataset, config, seed=0, augmentation=iaa.Fliplr(0.5), batch_size=1)
-    generator[0]  # warm-up
-    start = time.perf_counter()
-    for i in range(len(generator)):
-        generator[i]
-    rate = len(generator) / (time.perf_counter() - start)
-    return {"input_size": [1024, 2048], "crop": [1024, 1024], "augmentation": "Fliplr(0.5)", "images": images,
-            "images_per_s_per_worker": round(rate, 2),
-            f"workers_for_{target:g}_images_per_s": int(np.ceil(target / rate))}
+    report = {"input_size": [1024, 2048], "crop": [1024, 1024], "augmentation": "Fliplr(0.5)", "images": images}
+    for processes in (False, True):
+        for workers in (1, 2):
+            kind = "processes" if processes else "threads"
+            rate, memory = _images_per_s(generator, workers, processes)
+            report[f"{kind}{workers}_images_per_s"] = round(rate, 2)
+            if memory is not None:
+                report[f"{kind}{workers}_worker_private_mib"] = round(memory, 1)
+    one = report["processes1_images_per_s"]
+    report["processes2_over_processes1"] = round(report["processes2_images_per_s"] / one, 2)
+    report["threads2_over_threads1"] = round(report["threads2_images_per_s"] / report["threads1_images_per_s"], 2)
+    report[f"worker_processes_for_{target:g}_images_per_s"] = int(np.ceil(target / one))
+    return report
 
 
 def main(argv=None):

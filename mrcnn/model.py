@@ -189,15 +189,19 @@ class MaskRCNN:
         trainer.compile_model(self, learning_rate, momentum)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
-              custom_callbacks=None, no_augmentation_sources=None, workers=None, verbose=1):
+              custom_callbacks=None, no_augmentation_sources=None, workers=None, use_multiprocessing=None,
+              verbose=1):
         """Train until epoch ``epochs`` (counted over all calls, as Matterport's ``initial_epoch``); see
         mrcnn.trainer.train for checkpoints, logs, resuming and the stop on a non-finite loss.
-        ``val_dataset=None`` (or ``Config.VALIDATION_STEPS = 0``) trains without validation."""
+        ``val_dataset=None`` (or ``Config.VALIDATION_STEPS = 0``) trains without validation. ``workers`` load
+        the batches, in processes with ``use_multiprocessing`` (default: processes where there are more than 2
+        cores; see mrcnn.trainer.data_workers)."""
         if self.mode != "training":
             raise ValueError("Create model in training mode.")
         return trainer.train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
                              augmentation=augmentation, custom_callbacks=custom_callbacks,
-                             no_augmentation_sources=no_augmentation_sources, workers=workers, verbose=verbose)
+                             no_augmentation_sources=no_augmentation_sources, workers=workers,
+                             use_multiprocessing=use_multiprocessing, verbose=verbose)
 
     def training_state(self, epoch):
         """The :class:`mrcnn.checkpoints.TrainingState` to store with the checkpoint of ``epoch``."""

@@ -73,8 +73,23 @@ def training_state(run, epoch):
         seed_generators=checkpoints.seed_generator_states(run.keras_model))
 
 
+def data_workers(workers=None, use_multiprocessing=None, cores=None):
+    """``(workers, use_multiprocessing)`` for loading training batches. Default: one worker per core, at most 4,
+    in processes where there are more than 2 cores (threads share the GIL: two threads load about 1.5 times one
+    thread's images; processes scale with the cores, each holding its own copy of what it loads), else threads.
+    A worker count below 1 is a ``ValueError``."""
+    cores = cores or os.cpu_count() or 1
+    if workers is None:
+        workers = max(1, min(4, cores))
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"train: workers={workers!r}; expected an integer >= 1 (data-loading workers)")
+    if use_multiprocessing is None:
+        use_multiprocessing = cores > 2
+    return workers, bool(use_multiprocessing)
+
+
 def train(run, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
-          custom_callbacks=None, no_augmentation_sources=None, workers=None, verbose=1):
+          custom_callbacks=None, no_augmentation_sources=None, workers=None, use_multiprocessing=None, verbose=1):
     """Train until epoch ``epochs`` (counted over all calls, as Matterport's ``initial_epoch``).
 
     layers: "heads", "3+", "4+", "5+", "all", or a regex of layer names to train.
@@ -92,11 +107,12 @@ def train(run, train_dataset, val_dataset, learning_rate, epochs, layers, augmen
     learning_rate = run_learning_rate(learning_rate, run.config.LEARNING_RATE_WARMUP_STEPS)
     check_layers(run.keras_model, layers)
     config = run.config
-    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    workers, use_multiprocessing = data_workers(workers, use_multiprocessing)
 
     def generator(dataset, steps, seed_offset, batch_size=None, worker=0, **kwargs):
         seed = None if run.seed is None else run.seed + seed_offset + 1000 * worker
         kwargs.setdefault("workers", workers)
+        kwargs.setdefault("use_multiprocessing", use_multiprocessing and kwargs["workers"] > 1)
         return DataGenerator(dataset, config, shuffle=True, steps=steps, seed=seed, batch_size=batch_size,
                              **kwargs)
 

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import re
 
 import numpy as np
 import pytest
@@ -153,3 +154,44 @@ def test_a_schedule_resumed_within_its_train_call_continues_on_the_same_steps(tm
     assert int(optimizer.iterations) == 4  # the call's steps: 2 restored, 2 taken
     np.testing.assert_allclose(_csv_rates(resumed.log_dir), _csv_rates(whole.log_dir), rtol=1e-6)
     np.testing.assert_allclose(_csv_rates(whole.log_dir), [0.02, 0.002], rtol=1e-6)
+
+
+def test_data_workers_default_to_processes_above_two_cores_and_refuse_bad_counts():
+    from mrcnn.trainer import data_workers
+
+    assert data_workers(cores=2) == (2, False)  # threads on 2 cores
+    assert data_workers(cores=16) == (4, True)  # processes where there are more than 2
+    assert data_workers(3, False, cores=16) == (3, False)
+    for bad in (0, -1, 2.5, "2", True):
+        with pytest.raises(ValueError, match=re.escape(f"workers={bad!r}")):
+            data_workers(bad)
+
+
+def test_worker_processes_give_the_batches_one_worker_gives(tmp_path):
+    """Two forked worker processes (keras.utils.PyDataset's pool) train to the same weights as one thread: the
+    batches are a pure function of (seed, epoch, index), whichever process loads them."""
+    data = shapes_data(4, seed=4)
+    load_image = data.load_image
+    loaders = tmp_path / "loaders"
+    loaders.mkdir()
+
+    def recording_load_image(image_id):  # which processes loaded images (a file each: seen across processes)
+        (loaders / str(os.getpid())).touch()
+        return load_image(image_id)
+
+    data.load_image = recording_load_image
+    config = TinyModelConfig(IMAGES_PER_GPU=1, STEPS_PER_EPOCH=4, VALIDATION_STEPS=1)
+    weights, initial = [], None
+    for workers, processes in ((1, False), (2, True)):
+        model = modellib.MaskRCNN("training", config, str(tmp_path / str(workers)), seed=0)
+        if initial is None:
+            initial = model.keras_model.get_weights()
+        model.keras_model.set_weights(initial)
+        model.train(data, data, learning_rate=0.01, epochs=1, layers="heads", workers=workers,
+                    use_multiprocessing=processes, verbose=0)
+        weights.append(model.keras_model.get_weights())
+    assert {int(p.name) for p in loaders.iterdir()} - {os.getpid()}  # worker processes loaded images
+    moved = [np.abs(a - b).max() for a, b in zip(weights[0], initial)]
+    assert max(moved) > 0
+    for one, two in zip(*weights):
+        np.testing.assert_allclose(two, one, rtol=1e-6, atol=1e-7)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import random
 import threading
 
@@ -92,7 +93,8 @@ class DataGenerator(keras.utils.PyDataset):
 
     def batch_at(self, epoch, index, order=None):
         """Batch ``index`` of epoch ``epoch`` (the same batch ``self[index]`` gives in that epoch), without
-        moving the generator's epoch: any batch of any epoch, from any thread."""
+        moving the generator's epoch: any batch of any epoch, from any thread or worker process."""
+        _one_thread_in_worker_processes()
         order = self._epoch_order(epoch) if order is None else order
         rng = np.random.default_rng((self.seed, 1, epoch, index))
         py_rng = random.Random(int(rng.integers(2**31)))
@@ -188,6 +190,22 @@ class DataGenerator(keras.utils.PyDataset):
             gt_boxes[i, :n] = sample[5]
             gt_masks[i, :, :, :n] = sample[6]
         return [images, image_meta, rpn_match, rpn_bbox, gt_class_ids, gt_boxes, gt_masks]
+
+
+_PARENT_PID = os.getpid()
+_BOUNDED_PID = None
+
+
+def _one_thread_in_worker_processes():
+    """In a data worker process (forked by keras.utils.PyDataset with use_multiprocessing), OpenCV runs on one
+    thread: the workers are the parallelism, and each one's own thread pool would oversubscribe the cores."""
+    global _BOUNDED_PID
+    pid = os.getpid()
+    if pid != _PARENT_PID and pid != _BOUNDED_PID:
+        import cv2
+
+        cv2.setNumThreads(1)
+        _BOUNDED_PID = pid
 
 
 def model_inputs(inputs):
