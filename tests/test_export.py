@@ -98,6 +98,20 @@ def test_anchors_of_a_size_known_when_the_graph_runs_equal_get_anchors(shape):
     np.testing.assert_array_equal(static[0], expected.astype(np.float32))
 
 
+def test_anchors_of_a_custom_backbones_feature_maps_equal_generate_pyramid_anchors():
+    """COMPUTE_BACKBONE_SHAPE's feature maps (not ceil(size / stride)): the layer's constant for that size."""
+    config = TinyModelConfig()
+    shapes = [[7, 5]] * len(config.BACKBONE_STRIDES)
+    layer = AnchorsLayer(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
+                         config.RPN_ANCHOR_STRIDE, feature_shapes=shapes)
+    expected = utils.norm_boxes(utils.generate_pyramid_anchors(
+        config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, shapes, config.BACKBONE_STRIDES,
+        config.RPN_ANCHOR_STRIDE), (128, 128))
+    got = np.asarray(layer(np.zeros((1, 128, 128, 3), np.float32)))[0]
+    assert got.shape == (7 * 5 * 3 * len(shapes), 4)
+    np.testing.assert_array_equal(got, expected.astype(np.float32))
+
+
 def _random_detections(rng, count, slots=20, classes=4):
     detections = np.zeros((1, slots, 6), np.float32)
     y1, x1 = rng.uniform(-0.1, 0.9, count), rng.uniform(-0.1, 0.9, count)

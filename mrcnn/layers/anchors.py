@@ -1,10 +1,13 @@
-"""Anchors in the graph: :class:`AnchorsLayer`, the one layer both models take their anchors from.
+"""Anchors in the graph: the one anchor generator, :func:`pyramid_anchors`, and :class:`AnchorsLayer`, the one
+layer both models take their anchors from.
 
-Where the image size is known when the graph is traced (square and crop modes; JAX and PyTorch, which trace
-with concrete sizes), the anchors are Matterport's, from ``mrcnn.anchors.generate_pyramid_anchors`` in float64
-NumPy (as ``MaskRCNN.get_anchors`` and the RPN targets of the data pipeline compute them), held as a constant.
-Where the size is only known when the graph runs (TensorFlow in pad64 and none modes), :func:`pyramid_anchors`
-computes the same anchors in ``keras.ops`` from the image's shape, in float64 as NumPy does (tested equal).
+:func:`pyramid_anchors` is written in ``keras.ops`` calls. Where the image size is only known when the graph
+runs (TensorFlow in pad64 and none modes) it runs as ``keras.ops``; where the size is known when the graph is
+traced (square and crop modes; JAX and PyTorch, which trace with concrete sizes) the same code runs once on
+NumPy (:data:`NUMPY_OPS`), in float64 on every backend (JAX computes in float32 unless x64 is switched on for
+the whole process), and its result is a constant. Either way the anchors equal Matterport's
+``generate_pyramid_anchors`` + ``norm_boxes`` (mrcnn.anchors: Matterport's API, the data side's, and the
+reference the tests hold this to).
 """
 
 from __future__ import annotations
@@ -13,36 +16,53 @@ import keras
 import numpy as np
 from keras import ops
 
-from mrcnn.anchors import generate_pyramid_anchors
-from mrcnn.boxes import norm_boxes
 from mrcnn.layers.wiring import Float32Layer
 
 
-def pyramid_anchors(scales, ratios, height, width, feature_strides, anchor_stride):
-    """Normalized anchors ``[num_anchors, (y1, x1, y2, x2)]`` float32 of an image of ``height`` x ``width``
-    (scalar tensors): ``generate_pyramid_anchors`` on feature maps of ``ceil(size / stride)`` cells, then
-    ``norm_boxes``, in ``keras.ops`` (float64)."""
-    height, width = ops.cast(height, "float64"), ops.cast(width, "float64")
+class _NumpyOps:
+    """The ``keras.ops`` calls :func:`pyramid_anchors` makes, as NumPy (float64, any backend)."""
+
+    @staticmethod
+    def cast(x, dtype):
+        return np.asarray(x, dtype=dtype)
+
+    convert_to_tensor = cast
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+NUMPY_OPS = _NumpyOps()
+
+
+def pyramid_anchors(scales, ratios, height, width, feature_strides, anchor_stride, feature_shapes=None, xp=ops):
+    """Normalized anchors ``[num_anchors, (y1, x1, y2, x2)]`` float32 of an image of ``height`` x ``width``:
+    ``generate_pyramid_anchors`` on feature maps of ``ceil(size / stride)`` cells (or ``feature_shapes``), then
+    ``norm_boxes``, computed in float64 with ``xp``: ``keras.ops`` (sizes may be tensors) or :data:`NUMPY_OPS`."""
+    height, width = xp.cast(height, "float64"), xp.cast(width, "float64")
     ratios = np.asarray(ratios, dtype=np.float64)
     levels = []
-    for scale, stride in zip(scales, feature_strides):
-        heights = ops.convert_to_tensor(scale / np.sqrt(ratios), "float64")
-        widths = ops.convert_to_tensor(scale * np.sqrt(ratios), "float64")
-        rows = ops.cast(ops.ceil(height / stride), "int32")
-        cols = ops.cast(ops.ceil(width / stride), "int32")
-        ys = ops.arange(0, rows, anchor_stride, dtype="float64") * stride
-        xs = ops.arange(0, cols, anchor_stride, dtype="float64") * stride
-        grid = (ops.shape(ys)[0], ops.shape(xs)[0], len(ratios))
-        cy = ops.reshape(ops.broadcast_to(ys[:, None, None], grid), (-1,))
-        cx = ops.reshape(ops.broadcast_to(xs[None, :, None], grid), (-1,))
-        cells = ops.shape(cy)[0] // len(ratios)
-        hh = ops.reshape(ops.tile(heights[None], (cells, 1)), (-1,))
-        ww = ops.reshape(ops.tile(widths[None], (cells, 1)), (-1,))
-        levels.append(ops.stack([cy - 0.5 * hh, cx - 0.5 * ww, cy + 0.5 * hh, cx + 0.5 * ww], axis=1))
-    anchors = ops.concatenate(levels, axis=0)
-    scale = ops.stack([height - 1.0, width - 1.0, height - 1.0, width - 1.0])
-    shift = ops.convert_to_tensor([0.0, 0.0, 1.0, 1.0], "float64")
-    return ops.cast((anchors - shift) / scale, "float32")
+    for level, (scale, stride) in enumerate(zip(scales, feature_strides)):
+        heights = xp.convert_to_tensor(scale / np.sqrt(ratios), "float64")
+        widths = xp.convert_to_tensor(scale * np.sqrt(ratios), "float64")
+        if feature_shapes is not None:
+            rows, cols = (int(v) for v in feature_shapes[level])
+        else:
+            rows = xp.cast(xp.ceil(height / stride), "int32")
+            cols = xp.cast(xp.ceil(width / stride), "int32")
+        ys = xp.arange(0, rows, anchor_stride, dtype="float64") * stride
+        xs = xp.arange(0, cols, anchor_stride, dtype="float64") * stride
+        grid = (xp.shape(ys)[0], xp.shape(xs)[0], len(ratios))
+        cy = xp.reshape(xp.broadcast_to(ys[:, None, None], grid), (-1,))
+        cx = xp.reshape(xp.broadcast_to(xs[None, :, None], grid), (-1,))
+        cells = xp.shape(cy)[0] // len(ratios)
+        hh = xp.reshape(xp.tile(heights[None], (cells, 1)), (-1,))
+        ww = xp.reshape(xp.tile(widths[None], (cells, 1)), (-1,))
+        levels.append(xp.stack([cy - 0.5 * hh, cx - 0.5 * ww, cy + 0.5 * hh, cx + 0.5 * ww], axis=1))
+    anchors = xp.concatenate(levels, axis=0)
+    scale = xp.stack([height - 1.0, width - 1.0, height - 1.0, width - 1.0])
+    shift = xp.convert_to_tensor([0.0, 0.0, 1.0, 1.0], "float64")
+    return xp.cast((anchors - shift) / scale, "float32")
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -63,13 +83,13 @@ class AnchorsLayer(Float32Layer):
         self._cache_key, self._cache = None, None  # the NumPy anchors of the last static size
 
     def numpy_anchors(self, height, width):
-        """The normalized float32 anchors of a ``height`` x ``width`` image, in NumPy (cached)."""
+        """The normalized float32 anchors of a ``height`` x ``width`` image, :func:`pyramid_anchors` on NumPy
+        (cached)."""
         key = (int(height), int(width))
         if self._cache_key != key:
-            shapes = self.feature_shapes or [[-(-key[0] // s), -(-key[1] // s)] for s in self.feature_strides]
-            anchors = generate_pyramid_anchors(self.scales, self.ratios, shapes, self.feature_strides,
-                                               self.anchor_stride)
-            self._cache_key, self._cache = key, norm_boxes(anchors, key).astype(np.float32)
+            self._cache_key, self._cache = key, pyramid_anchors(
+                self.scales, self.ratios, key[0], key[1], self.feature_strides, self.anchor_stride,
+                feature_shapes=self.feature_shapes, xp=NUMPY_OPS)
         return self._cache
 
     def call(self, image):
