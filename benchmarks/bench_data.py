@@ -184,9 +184,11 @@ def main(argv=None):
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "numpy": np.__version__},
+        # first: its worker processes are forked before OpenCV's thread pool has run in this process (a
+        # process forked after it can hang)
+        "cityscapes_crops_1024x2048_to_1024x1024": bench_cityscapes_crops(args.images),
         "build_rpn_targets_1024": bench_rpn_targets(args.repeats),
         "generator_1024x2048": bench_generator(args.images),
-        "cityscapes_crops_1024x2048_to_1024x1024": bench_cityscapes_crops(args.images),
     }
     json.dump(report, sys.stdout, indent=2)
     print()

@@ -194,8 +194,8 @@ class MaskRCNN:
         """Train until epoch ``epochs`` (counted over all calls, as Matterport's ``initial_epoch``); see
         mrcnn.trainer.train for checkpoints, logs, resuming and the stop on a non-finite loss.
         ``val_dataset=None`` (or ``Config.VALIDATION_STEPS = 0``) trains without validation. ``workers`` load
-        the batches, in processes with ``use_multiprocessing`` (default: processes where there are more than 2
-        cores; see mrcnn.trainer.data_workers)."""
+        the batches, on threads, or in processes with ``use_multiprocessing=True`` (see
+        mrcnn.trainer.data_workers)."""
         if self.mode != "training":
             raise ValueError("Create model in training mode.")
         return trainer.train(self, train_dataset, val_dataset, learning_rate, epochs, layers,

@@ -75,16 +75,15 @@ def training_state(run, epoch):
 
 def data_workers(workers=None, use_multiprocessing=None, cores=None):
     """``(workers, use_multiprocessing)`` for loading training batches. Default: one worker per core, at most 4,
-    in processes where there are more than 2 cores (threads share the GIL: two threads load about 1.5 times one
-    thread's images; processes scale with the cores, each holding its own copy of what it loads), else threads.
-    A worker count below 1 is a ``ValueError``."""
+    on threads. ``use_multiprocessing=True`` runs them in processes forked by ``keras.utils.PyDataset`` (threads
+    share the GIL; processes scale with the cores, each holding its own copy of what it loads); it is not the
+    default because a process forked after OpenCV's thread pool ran in the parent can hang (seen in
+    benchmarks/bench_data.py). A worker count below 1 is a ``ValueError``."""
     cores = cores or os.cpu_count() or 1
     if workers is None:
         workers = max(1, min(4, cores))
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"train: workers={workers!r}; expected an integer >= 1 (data-loading workers)")
-    if use_multiprocessing is None:
-        use_multiprocessing = cores > 2
     return workers, bool(use_multiprocessing)
 
 
