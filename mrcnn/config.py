@@ -274,6 +274,12 @@ class Config:
     def _fail(self, name, why):
         raise ConfigError(f"{type(self).__name__}.{name}={getattr(self, name)!r}: {why}")
 
+    def _require_count(self, name, zero_means):
+        """``name`` must be an integer >= 0; ``zero_means`` says what 0 does."""
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            self._fail(name, f"must be an integer >= 0 (0: {zero_means})")
+
     def _require_positive_int(self, *names):
         for name in names:
             value = getattr(self, name)
@@ -281,9 +287,7 @@ class Config:
                 self._fail(name, "must be a positive integer")
 
     def _validate(self):
-        steps = self.VALIDATION_STEPS
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-            self._fail("VALIDATION_STEPS", "must be an integer >= 0 (0: no validation)")
+        self._require_count("VALIDATION_STEPS", "no validation")
         self._require_positive_int(
             "GPU_COUNT", "IMAGES_PER_GPU", "STEPS_PER_EPOCH",
             "RPN_TRAIN_ANCHORS_PER_IMAGE", "PRE_NMS_LIMIT", "POST_NMS_ROIS_TRAINING",
@@ -298,17 +302,12 @@ class Config:
         if not (callable(self.BACKBONE) or self.BACKBONE in BACKBONES):
             self._fail("BACKBONE", f"must be one of {BACKBONES} or a callable building the backbone")
         self._validate_attention()
-        warmup = self.LEARNING_RATE_WARMUP_STEPS
-        if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
-            self._fail("LEARNING_RATE_WARMUP_STEPS", "must be an integer >= 0 (0: no warm-up)")
-        every = self.TENSORBOARD_EVERY_STEPS
-        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 0:
-            self._fail("TENSORBOARD_EVERY_STEPS", "must be an integer >= 0 (0: per epoch only)")
+        self._require_count("LEARNING_RATE_WARMUP_STEPS", "no warm-up")
+        self._require_count("TENSORBOARD_EVERY_STEPS", "per epoch only")
         keep = self.CHECKPOINTS_TO_KEEP
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1):
             self._fail("CHECKPOINTS_TO_KEEP", "must be None (keep all) or an integer >= 1")
-        if not isinstance(self.PRECISE_BN_BATCHES, int) or self.PRECISE_BN_BATCHES < 0:
-            self._fail("PRECISE_BN_BATCHES", "must be an integer >= 0 (0: off)")
+        self._require_count("PRECISE_BN_BATCHES", "off")
         if self.COMPUTE_BACKBONE_SHAPE is not None and not callable(self.COMPUTE_BACKBONE_SHAPE):
             self._fail("COMPUTE_BACKBONE_SHAPE", "must be None or a callable f(image_shape)")
         if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):
