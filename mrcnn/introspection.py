@@ -51,8 +51,9 @@ def ancestor(model, name):
     return output
 
 
-def run_graph(model, config, mode, images, outputs, image_metas=None):
-    """``MaskRCNN.run_graph`` (see there): the named intermediate tensors of ``model`` on ``images``."""
+def run_graph(model, config, mode, images, outputs, image_metas=None, molded_shapes=None):
+    """``MaskRCNN.run_graph`` (see there): the named intermediate tensors of ``model`` on ``images``.
+    ``molded_shapes``: a list that receives the molded ``(H, W, C)`` (inference mode)."""
     tensors = [model.get_layer(t).output if isinstance(t, str) else t for _, t in outputs]
     flat = [t for tensor in tensors for t in (tensor if isinstance(tensor, (list, tuple)) else [tensor])]
     probe = MaskRCNNModel(model.inputs, flat)  # traced as the model is (XLA or not)
@@ -63,6 +64,8 @@ def run_graph(model, config, mode, images, outputs, image_metas=None):
     if mode == "inference":
         images = as_images(images, caller="run_graph")
         molded_images, metas, _ = mold_inputs(config, images)  # as detect() molds them
+        if molded_shapes is not None:
+            molded_shapes.append(molded_images.shape[1:])
         if image_metas is not None:
             metas = image_metas
         values = probe.predict_on_batch([np.asarray(molded_images, np.float32), np.asarray(metas, np.float32)])

@@ -29,7 +29,6 @@ from mrcnn.data.loading import load_image_gt
 from mrcnn.data.targets import build_rpn_targets
 from mrcnn.download import download_file
 from mrcnn.graph import build_inference_model, build_training_model
-from mrcnn.inputs import as_images
 from mrcnn.introspection import log
 from mrcnn.postprocess import unmold_detections
 from mrcnn.runs import checkpoints_of, find_last, run_dirs
@@ -267,6 +266,9 @@ class MaskRCNN:
         per-ROI head layers come back as Matterport's ``[batch, rois, ...]`` (``mrcnn_mask``
         ``[1, 100, 28, 28, 81]``).
         """
-        if self.mode == "inference":  # as Matterport's run_graph(): self.anchors of the molded size
-            self.get_anchors(inference.mold_inputs(self.config, as_images(images[:1], caller="run_graph"))[0].shape[1:])
-        return introspection.run_graph(self.keras_model, self.config, self.mode, images, outputs, image_metas)
+        molded_shapes = []
+        result = introspection.run_graph(self.keras_model, self.config, self.mode, images, outputs, image_metas,
+                                         molded_shapes=molded_shapes)
+        if molded_shapes:  # as Matterport's run_graph(): self.anchors of the molded size
+            self.get_anchors(molded_shapes[0])
+        return result

@@ -112,7 +112,7 @@ class DataGenerator(keras.utils.PyDataset):
                     f"(class id > 0) in {tried} draws; check load_mask")
             data_pass = position // len(order)
             if data_pass not in orders:
-                orders[data_pass] = self._pass_order(epoch, data_pass)
+                orders[data_pass] = self._epoch_order(epoch, data_pass)
             image_id = int(orders[data_pass][position % len(order)])
             position += 1
             tried += 1
@@ -122,19 +122,15 @@ class DataGenerator(keras.utils.PyDataset):
         return self._collate(samples), []
 
     # ---------------------------------------------------------------- helpers
-    def _epoch_order(self, epoch=None):
+    def _epoch_order(self, epoch=None, data_pass=0):
+        """The image order of pass ``data_pass`` over the data within ``epoch`` (later passes: an epoch longer
+        than the data set): a shuffle of (seed, epoch) for the first pass and of (seed, epoch, pass) for each
+        later one, as Matterport's generator reshuffled after each pass."""
         ids = np.array(self.dataset.image_ids)
         if self.shuffle:
-            np.random.default_rng((self.seed, 0, self.epoch if epoch is None else epoch)).shuffle(ids)
-        return ids
-
-    def _pass_order(self, epoch, data_pass):
-        """The image order of pass ``data_pass`` >= 1 over the data within ``epoch`` (an epoch longer than the
-        data set): a new shuffle of (seed, epoch, pass) each time, as Matterport's generator reshuffled after
-        each pass; the first pass is the epoch's order."""
-        ids = np.array(self.dataset.image_ids)
-        if self.shuffle:
-            np.random.default_rng((self.seed, 0, epoch, data_pass)).shuffle(ids)
+            epoch = self.epoch if epoch is None else epoch
+            key = (self.seed, 0, epoch) if data_pass == 0 else (self.seed, 0, epoch, data_pass)
+            np.random.default_rng(key).shuffle(ids)
         return ids
 
     def _load(self, image_id, rng, py_rng):
