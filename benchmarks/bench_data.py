@@ -9,7 +9,7 @@
   runs them), a worker process's private memory, and the worker processes that would feed a GPU training at
   25 images/s.
 
-Usage: ``python benchmarks/bench_data.py [--repeats 20] [--images 16]``
+Usage: ``python benchmarks/bench_data.py [--repeats 20] [--images 48]``
 """
 
 from __future__ import annotations
@@ -116,41 +116,55 @@ def _init_worker(generator):
     _GENERATOR = generator
 
 
-def _batch_and_memory(index):
-    """One batch in a worker process, and the worker's private memory (RssAnon, MiB) after it."""
+def _timed_batch(index):
+    """Batch ``index`` of the generator (a worker process's, or this process's), and when it started and ended
+    (``time.perf_counter``: one clock for all processes on Linux)."""
+    start = time.perf_counter()
     batch = _GENERATOR[index]
-    with open("/proc/self/status") as f:
-        anon = next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
-    return batch, anon / 1024
+    return batch, start, time.perf_counter()
+
+
+def _private_memory(_):
+    """This process's private memory, MiB: the pages only it maps (/proc/self/smaps_rollup's Private_Clean +
+    Private_Dirty); pages a forked worker still shares with its parent are not counted. The pause spreads the
+    calls over a pool's workers."""
+    time.sleep(0.2)
+    with open("/proc/self/smaps_rollup") as f:
+        return sum(int(line.split()[1]) for line in f if line.startswith(("Private_Clean:", "Private_Dirty:"))) / 1024
 
 
 def _images_per_s(generator, workers, processes):
-    """Batches of one image per second over the generator's batches: serially (1 thread), on a pool of threads,
-    or on a pool of forked worker processes (the batches come back pickled, as keras's PyDataset's do); and the
-    largest private memory of a worker process."""
+    """Batches of one image per second, from the first batch's start to the last one's end (the workers' steady
+    rate: a training run starts its pool once): serially (1 thread), on a pool of threads, or on a pool of forked
+    worker processes (what they return crosses back as keras's PyDataset's pool sends it: pickled, its large
+    arrays through shared memory, see mrcnn.data.generator.from_worker); and the largest private memory of a
+    worker process after its batches."""
     import multiprocessing
     from multiprocessing.pool import ThreadPool
 
+    _init_worker(generator)
     generator[0]  # warm-up (the anchor index, imports)
+    indices = range(len(generator))
     memory = None
-    start = time.perf_counter()
     if not processes and workers == 1:
-        for i in range(len(generator)):
-            generator[i]
+        results = [_timed_batch(i) for i in indices]
     elif not processes:
         with ThreadPool(workers) as pool:
-            pool.map(generator.__getitem__, range(len(generator)))
+            results = pool.map(_timed_batch, indices, chunksize=1)
     else:
         with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker,
                                                       initargs=(generator,)) as pool:
-            memory = max(m for _, m in pool.map(_batch_and_memory, range(len(generator)), chunksize=1))
-    return len(generator) / (time.perf_counter() - start), memory
+            results = pool.map(_timed_batch, indices, chunksize=1)
+            memory = max(pool.map(_private_memory, range(2 * workers), chunksize=1))
+    span = max(r[2] for r in results) - min(r[1] for r in results)
+    return len(results) / span, memory
 
 
-def bench_cityscapes_crops(images, target=25.0):
+def bench_cityscapes_crops(images, repeats=3, target=25.0):
     """The Cityscapes training setting: 1024x2048 frames, random 1024x1024 crops at full resolution
     (CityscapesConfig), horizontal flips (cityscapes.py train), RPN targets; images/s with 1 and 2 worker threads
-    and 1 and 2 worker processes, and the workers that would feed a GPU training at ``target`` images/s."""
+    and 1 and 2 worker processes (each the median of ``repeats`` runs, the four settings taking turns), and the
+    worker processes that would feed a GPU training at ``target`` images/s."""
     from mrcnn.data.augmentation import imgaug_augmenters
 
     iaa = imgaug_augmenters()  # imgaug 0.4 on NumPy 2
@@ -161,14 +175,21 @@ def bench_cityscapes_crops(images, target=25.0):
     dataset.load_shapes(images, 1024, 2048, seed=1, min_shapes=8, max_shapes=20)
     dataset.prepare()
     generator = DataGenerator(dataset, config, seed=0, augmentation=iaa.Fliplr(0.5), batch_size=1)
-    report = {"input_size": [1024, 2048], "crop": [1024, 1024], "augmentation": "Fliplr(0.5)", "images": images}
-    for processes in (False, True):
-        for workers in (1, 2):
-            kind = "processes" if processes else "threads"
-            rate, memory = _images_per_s(generator, workers, processes)
-            report[f"{kind}{workers}_images_per_s"] = round(rate, 2)
-            if memory is not None:
-                report[f"{kind}{workers}_worker_private_mib"] = round(memory, 1)
+    report = {"input_size": [1024, 2048], "crop": [1024, 1024], "augmentation": "Fliplr(0.5)", "images": images,
+              "repeats": repeats}
+    settings = [(kind, workers) for kind in ("threads", "processes") for workers in (1, 2)]
+    rates = {setting: [] for setting in settings}
+    memory = {}
+    for _ in range(repeats):
+        for kind, workers in settings:
+            rate, private = _images_per_s(generator, workers, kind == "processes")
+            rates[kind, workers].append(rate)
+            if private is not None:
+                memory[kind, workers] = max(memory.get((kind, workers), 0), private)
+    for (kind, workers), values in rates.items():
+        report[f"{kind}{workers}_images_per_s"] = round(statistics.median(values), 2)
+        if (kind, workers) in memory:
+            report[f"{kind}{workers}_worker_private_mib"] = round(memory[kind, workers], 1)
     one = report["processes1_images_per_s"]
     report["processes2_over_processes1"] = round(report["processes2_images_per_s"] / one, 2)
     report["threads2_over_threads1"] = round(report["threads2_images_per_s"] / report["threads1_images_per_s"], 2)
@@ -179,13 +200,11 @@ def bench_cityscapes_crops(images, target=25.0):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--images", type=int, default=48)
     args = parser.parse_args(argv)
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "numpy": np.__version__},
-        # first: its worker processes are forked before OpenCV's thread pool has run in this process (a
-        # process forked after it can hang)
         "cityscapes_crops_1024x2048_to_1024x1024": bench_cityscapes_crops(args.images),
         "build_rpn_targets_1024": bench_rpn_targets(args.repeats),
         "generator_1024x2048": bench_generator(args.images),

@@ -13,7 +13,7 @@ import keras
 
 from mrcnn import checkpoints, distribute
 from mrcnn.checkpoints import AtomicCheckpoint, TrainingDiverged
-from mrcnn.data.generator import DataGenerator, model_inputs
+from mrcnn.data.generator import DataGenerator, from_worker, model_inputs
 from mrcnn.precise_bn import PreciseBatchNorm
 from mrcnn.training import (
     SGD,
@@ -74,16 +74,18 @@ def training_state(run, epoch):
 
 
 def data_workers(workers=None, use_multiprocessing=None, cores=None):
-    """``(workers, use_multiprocessing)`` for loading training batches. Default: one worker per core, at most 4,
-    on threads. ``use_multiprocessing=True`` runs them in processes forked by ``keras.utils.PyDataset`` (threads
-    share the GIL; processes scale with the cores, each holding its own copy of what it loads); it is not the
-    default because a process forked after OpenCV's thread pool ran in the parent can hang (seen in
-    benchmarks/bench_data.py). A worker count below 1 is a ``ValueError``."""
+    """``(workers, use_multiprocessing)`` for loading training batches. Default: one worker per core, at most 4;
+    in processes (forked by ``keras.utils.PyDataset``) where there are more than 2 cores, on threads otherwise.
+    Threads share the GIL; processes scale with the cores (benchmarks/bench_data.py) and each holds its own copy
+    of what it loads, but on 2 cores the training loop itself needs one of them. A worker count below 1 is a
+    ``ValueError``."""
     cores = cores or os.cpu_count() or 1
     if workers is None:
         workers = max(1, min(4, cores))
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"train: workers={workers!r}; expected an integer >= 1 (data-loading workers)")
+    if use_multiprocessing is None:
+        use_multiprocessing = cores > 2
     return workers, bool(use_multiprocessing)
 
 
@@ -229,4 +231,4 @@ class _Batches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         inputs, _ = self.generator.batch_at(self.first_epoch + index // self.steps, index % self.steps)
-        return (tuple(model_inputs(inputs)),)
+        return from_worker((tuple(model_inputs(inputs)),))

@@ -156,12 +156,15 @@ def test_a_schedule_resumed_within_its_train_call_continues_on_the_same_steps(tm
     np.testing.assert_allclose(_csv_rates(whole.log_dir), [0.02, 0.002], rtol=1e-6)
 
 
-def test_data_workers_default_to_threads_and_refuse_bad_counts():
+def test_data_workers_default_to_processes_above_two_cores_and_refuse_bad_counts():
     from mrcnn.trainer import data_workers
 
-    assert data_workers(cores=2) == (2, False)
-    assert data_workers(cores=16) == (4, False)  # threads unless processes are asked for
-    assert data_workers(3, True, cores=16) == (3, True)
+    assert data_workers(cores=1) == (1, False)
+    assert data_workers(cores=2) == (2, False)  # threads: the training loop needs one of the two cores
+    assert data_workers(cores=3) == (3, True)
+    assert data_workers(cores=16) == (4, True)
+    assert data_workers(3, False, cores=16) == (3, False)
+    assert data_workers(3, True, cores=2) == (3, True)
     for bad in (0, -1, 2.5, "2", True):
         with pytest.raises(ValueError, match=re.escape(f"workers={bad!r}")):
             data_workers(bad)

@@ -20,9 +20,13 @@ pipeline), so parallel workers (``workers=N``) give the same batches as one.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import copy
+import itertools
 import logging
 import math
+import mmap
 import os
 import random
 import threading
@@ -89,7 +93,7 @@ class DataGenerator(keras.utils.PyDataset):
     def __getitem__(self, index):
         if not 0 <= index < len(self):
             raise IndexError(f"batch index {index} out of range for {len(self)} batches")
-        return self.batch_at(self.epoch, index, self._order)
+        return from_worker(self.batch_at(self.epoch, index, self._order))
 
     def batch_at(self, epoch, index, order=None):
         """Batch ``index`` of epoch ``epoch`` (the same batch ``self[index]`` gives in that epoch), without
@@ -190,18 +194,92 @@ class DataGenerator(keras.utils.PyDataset):
 
 _PARENT_PID = os.getpid()
 _BOUNDED_PID = None
+_SHARED_MEMORY = "/dev/shm"
+_SHARED_MIN_BYTES = 1 << 20  # smaller arrays go through the pool's pipe
 
 
 def _one_thread_in_worker_processes():
-    """In a data worker process (forked by keras.utils.PyDataset with use_multiprocessing), OpenCV runs on one
-    thread: the workers are the parallelism, and each one's own thread pool would oversubscribe the cores."""
+    """In a data worker process (forked by keras.utils.PyDataset with use_multiprocessing), OpenCV and BLAS run
+    on one thread: the workers are the parallelism, and each one's own thread pool would oversubscribe the
+    cores (NumPy's OpenBLAS threads doubled a worker's CPU time for the same batches).
+    ``setNumThreads(0)`` (no pool), not ``setNumThreads(1)``: in a process forked after OpenCV's pool ran in
+    the parent, resizing the inherited pool waits forever for threads the fork did not copy."""
     global _BOUNDED_PID
     pid = os.getpid()
     if pid != _PARENT_PID and pid != _BOUNDED_PID:
         import cv2
+        import threadpoolctl
 
-        cv2.setNumThreads(1)
+        cv2.setNumThreads(0)
+        threadpoolctl.threadpool_limits(1)
         _BOUNDED_PID = pid
+
+
+class _SharedArray:
+    """An array on its way from a worker process to the parent through a file in shared memory: pickled
+    (keras.utils.PyDataset's pool pickles what a worker returns), it is only the file's name; unpickled in the
+    parent, it is the array again and the file is gone. A 1024x1024 batch is 14 MB; through the pool's pipe it
+    is copied four times and the parent's share of that work runs on the GIL beside the training loop."""
+
+    __slots__ = ("path", "shape", "dtype")
+
+    def __init__(self, path, shape, dtype):
+        self.path, self.shape, self.dtype = path, shape, dtype
+
+    def __reduce__(self):
+        return _read_shared, (self.path, self.shape, self.dtype)
+
+
+def _read_shared(path, shape, dtype):
+    """The array in the file at ``path``, mapped rather than read (no copy; a write to it stays private), and
+    the file's name removed: its memory goes back when the array is freed."""
+    try:
+        with open(path, "rb") as file:
+            mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
+    finally:
+        os.unlink(path)
+    return np.frombuffer(mapped, dtype=dtype).reshape(shape)
+
+
+def _shared_path():
+    return os.path.join(_SHARED_MEMORY, f"mrcnn-batch-{_PARENT_PID}-{os.getpid()}-{next(_SHARED_NAMES)}")
+
+
+_SHARED_NAMES = itertools.count()
+
+
+def from_worker(batch):
+    """``batch`` (nested tuples and lists of arrays) as a worker process returns it: arrays of 1 MiB or more
+    travel through shared memory (``/dev/shm``) when there is room, the rest as they are. In the parent
+    process, ``batch`` itself."""
+    if os.getpid() == _PARENT_PID or not os.path.isdir(_SHARED_MEMORY):
+        return batch
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(from_worker(item) for item in batch)
+    if not isinstance(batch, np.ndarray) or batch.nbytes < _SHARED_MIN_BYTES or batch.dtype.hasobject:
+        return batch
+    path = _shared_path()
+    try:
+        np.ascontiguousarray(batch).tofile(path)
+    except OSError:  # /dev/shm full (a container's 64 MB default): the pipe still works
+        if os.path.exists(path):
+            os.unlink(path)
+        return batch
+    return _SharedArray(path, batch.shape, batch.dtype.str)
+
+
+def _remove_unread_batches():
+    """At the parent's exit: batches workers wrote that were never read (prefetched when training ended)."""
+    prefix = f"mrcnn-batch-{_PARENT_PID}-"
+    if os.getpid() != _PARENT_PID or not os.path.isdir(_SHARED_MEMORY):
+        return
+    for name in os.listdir(_SHARED_MEMORY):
+        if name.startswith(prefix):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(_SHARED_MEMORY, name))
+
+
+atexit.register(_remove_unread_batches)
 
 
 def model_inputs(inputs):
