@@ -170,9 +170,27 @@ def test_data_workers_default_to_processes_above_two_cores_and_refuse_bad_counts
             data_workers(bad)
 
 
-def test_worker_processes_give_the_batches_one_worker_gives(tmp_path):
+from mrcnn.data.generator import _read_shared  # noqa: E402  (the original, before the test replaces it)
+
+_SHARED_READS = []
+
+
+def _recording_read_shared(path, shape, dtype):
+    """mrcnn.data.generator._read_shared, counted: the training process reads a worker's array back with it."""
+    _SHARED_READS.append(path)
+    return _read_shared(path, shape, dtype)
+
+
+def test_worker_processes_give_the_batches_one_worker_gives(tmp_path, monkeypatch):
     """Two forked worker processes (keras.utils.PyDataset's pool) train to the same weights as one thread: the
-    batches are a pure function of (seed, epoch, index), whichever process loads them."""
+    batches are a pure function of (seed, epoch, index), whichever process loads them; every array of them
+    crosses back through shared memory here, and no file of it is left behind."""
+    from mrcnn.data import generator as generator_module
+
+    monkeypatch.setattr(generator_module, "_SHARED_MIN_BYTES", 0)  # the workers fork with it
+    monkeypatch.setattr(generator_module, "_read_shared", _recording_read_shared)
+    _SHARED_READS.clear()
+    shared = f"mrcnn-batch-{os.getpid()}-"
     data = shapes_data(4, seed=4)
     load_image = data.load_image
     loaders = tmp_path / "loaders"
@@ -194,6 +212,8 @@ def test_worker_processes_give_the_batches_one_worker_gives(tmp_path):
                     use_multiprocessing=processes, verbose=0)
         weights.append(model.keras_model.get_weights())
     assert {int(p.name) for p in loaders.iterdir()} - {os.getpid()}  # worker processes loaded images
+    assert len(_SHARED_READS) >= 4 * 7  # 4 training batches of 7 arrays each, at least
+    assert not [name for name in os.listdir("/dev/shm") if name.startswith(shared)]
     moved = [np.abs(a - b).max() for a, b in zip(weights[0], initial)]
     assert max(moved) > 0
     for one, two in zip(*weights):

@@ -256,7 +256,7 @@ def from_worker(batch):
         return batch
     if isinstance(batch, (tuple, list)):
         return type(batch)(from_worker(item) for item in batch)
-    if not isinstance(batch, np.ndarray) or batch.nbytes < _SHARED_MIN_BYTES or batch.dtype.hasobject:
+    if not isinstance(batch, np.ndarray) or batch.nbytes < max(_SHARED_MIN_BYTES, 1) or batch.dtype.hasobject:
         return batch
     path = _shared_path()
     try:
