@@ -46,6 +46,11 @@ class ScheduleError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------- data
+def cache_dir():
+    """Where the samples keep what they generate or extract once: $MRCNN_CACHE, else ~/.cache/mrcnn."""
+    return os.environ.get("MRCNN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mrcnn")
+
+
 # ---------------------------------------------------------------------------------------------- weights
 def coco_weights_path(flag="--weights"):
     """Matterport's ``mask_rcnn_coco.h5`` beside the repository (or $MRCNN_COCO_WEIGHTS), downloaded if missing;

@@ -27,6 +27,7 @@ from mrcnn.cli import (  # noqa: F401  (the sample's names for them)
     RUN_FILE,
     ScheduleError,
     WeightsChoiceError,
+    cache_dir,
     coco_weights_path,
     initial_weights,
     parse_schedule,
@@ -36,10 +37,11 @@ from mrcnn.cli import (  # noqa: F401  (the sample's names for them)
     warmup_steps,
 )
 from mrcnn.dataset import read_image_rgb
+from mrcnn.evaluation.coco import coco_ap
 from mrcnn.visualize import draw_instances
 
 from .dataset import CityscapesDataset
-from .evaluation import coco_ap, run_official_evaluation, summarize, write_predictions
+from .evaluation import run_official_evaluation, summarize, write_predictions
 from .synthetic import generate
 
 logger = logging.getLogger(__name__)
@@ -50,10 +52,6 @@ ROOT_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SYNTHETIC_COUNTS = {"train": 96, "val": 16}
 SYNTHETIC_SIZE = (128, 256)  # frame height, width: Cityscapes' 1:2 aspect at 1/8 of its side
 SYNTHETIC_VERSION = 2  # bump when synthetic.py changes what it draws or the counts and size change
-
-
-def cache_dir():
-    return os.environ.get("MRCNN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mrcnn")
 
 
 def synthetic_root(cache=None, progress=True):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samples.cityscapes.evaluation import coco_ap, run_official_evaluation, summarize, write_predictions
+from mrcnn.evaluation.coco import coco_ap
+from samples.cityscapes.evaluation import run_official_evaluation, summarize, write_predictions
 from samples.cityscapes.synthetic import generate
 
 # The official script's own main(), with only the numpy-2 shims it needs to run at all.
