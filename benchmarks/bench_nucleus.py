@@ -29,7 +29,7 @@ torchvision is a benchmark-only dependency: ``pip install --no-deps torchvision=
 backends' torch.
 
 Usage: ``python benchmarks/bench_nucleus.py [--seeds 0 1 2] [--steps 600] [--threads 2]
-[--frameworks mrcnn torchvision]``
+[--frameworks mrcnn torchvision] [--parallel]``
 """
 
 from __future__ import annotations
@@ -219,6 +219,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--frameworks", nargs="+", choices=("mrcnn", "torchvision"), default=["mrcnn", "torchvision"])
+    parser.add_argument("--parallel", action="store_true",
+                        help="run each seed's frameworks side by side (their step times then share the cores)")
     parser.add_argument("--one", choices=("mrcnn", "torchvision"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -226,17 +228,28 @@ def main(argv=None):
         return 0
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(args.threads)}
     runs = []
+
+    def start(framework, seed):
+        return subprocess.Popen(
+            [sys.executable, __file__, "--one", framework, "--seeds", str(seed), "--steps", str(args.steps),
+             "--threads", str(args.threads)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def finish(framework, seed, process):
+        out, err = process.communicate()
+        if process.returncode != 0:
+            sys.exit(f"{framework} seed {seed} failed:\n{err[-4000:]}")
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+        print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
+
     for seed in args.seeds:
-        for framework in args.frameworks:
-            result = subprocess.run(
-                [sys.executable, __file__, "--one", framework, "--seeds", str(seed), "--steps", str(args.steps),
-                 "--threads", str(args.threads)], env=env, capture_output=True, text=True, check=False)
-            if result.returncode != 0:
-                sys.exit(f"{framework} seed {seed} failed:\n{result.stderr[-4000:]}")
-            runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
-            print(json.dumps(runs[-1]), file=sys.stderr)
+        if args.parallel:  # the frameworks side by side, each on its --threads
+            for framework, process in [(f, start(f, seed)) for f in args.frameworks]:
+                finish(framework, seed, process)
+        else:
+            for framework in args.frameworks:
+                finish(framework, seed, start(framework, seed))
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "threads": args.threads,
-                          "OMP_WAIT_POLICY": "PASSIVE"},
+                          "OMP_WAIT_POLICY": "PASSIVE", "parallel": args.parallel},
               "data": "stardist DSB2018 tiles: 12 train, 4 held out", "steps": args.steps, "batch": 2,
               "runs": runs}
     for framework in args.frameworks:

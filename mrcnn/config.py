@@ -184,6 +184,13 @@ class Config:
     # Non-maximum suppression threshold for detection.
     DETECTION_NMS_THRESHOLD = 0.3
 
+    # Which (ROI, class) pairs can become detections. False (Matterport): a ROI's most likely class only, and
+    # none where that is background. True (torchvision, Detectron2): every class of every ROI whose probability
+    # reaches DETECTION_MIN_CONFIDENCE, each boxed by its own deltas, the best as many as there are ROIs going
+    # on to NMS. Average precision counts the lower-scored detections this adds (with DETECTION_MIN_CONFIDENCE
+    # near 0, as COCO-style evaluation wants).
+    DETECTION_EVERY_CLASS = False
+
     # Learning rate and momentum. The paper uses 0.02, but on TensorFlow that makes weights explode,
     # likely due to optimizer differences.
     LEARNING_RATE = 0.001
@@ -308,6 +315,8 @@ class Config:
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1):
             self._fail("CHECKPOINTS_TO_KEEP", "must be None (keep all) or an integer >= 1")
         self._require_count("PRECISE_BN_BATCHES", "off")
+        if not isinstance(self.DETECTION_EVERY_CLASS, (bool, np.bool_)):
+            self._fail("DETECTION_EVERY_CLASS", "must be True (torchvision's rule) or False (Matterport's)")
         if self.COMPUTE_BACKBONE_SHAPE is not None and not callable(self.COMPUTE_BACKBONE_SHAPE):
             self._fail("COMPUTE_BACKBONE_SHAPE", "must be None or a callable f(image_shape)")
         if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):

@@ -50,6 +50,12 @@ def test_a_mask_shape_the_mask_head_cannot_make_is_refused():
     assert list(TinyModelConfig(MASK_POOL_SIZE=7, MASK_SHAPE=[14, 14]).MASK_SHAPE) == [14, 14]
 
 
+def test_a_detection_rule_that_is_not_a_bool_is_refused():
+    with pytest.raises(ConfigError, match=r"DETECTION_EVERY_CLASS='False'"):
+        TinyModelConfig(DETECTION_EVERY_CLASS="False")  # a string would be true
+    assert TinyModelConfig(DETECTION_EVERY_CLASS=True).DETECTION_EVERY_CLASS is True
+
+
 def test_class_ids_beyond_num_classes_are_refused_naming_the_image():
     config = TinyModelConfig()
     dataset = shapes_data(2, seed=0)

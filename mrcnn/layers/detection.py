@@ -14,7 +14,11 @@ class DetectionLayer(layers.Layer):
     """Refine ROIs with the class-specific deltas, filter, and run per-class NMS.
 
     A ROI becomes a detection of its highest-probability class when that class is not background and
-    its probability is >= ``min_confidence``; boxes are clipped to the image window; NMS at
+    its probability is >= ``min_confidence`` (Matterport). With ``every_class``, each (ROI, class) pair
+    whose class is not background and whose probability is >= ``min_confidence`` is a candidate, boxed by
+    that class's deltas (torchvision and Detectron2: a ROI the classifier finds more likely background
+    still yields its lower-scored detections, which is what average precision counts); the ROI count of
+    candidates with the highest scores go on. Boxes are clipped to the image window; NMS at
     ``nms_threshold`` runs per class (one NMS over class-offset boxes, which is equivalent); the
     ``max_instances`` highest scores are kept.
 
@@ -24,19 +28,35 @@ class DetectionLayer(layers.Layer):
     score first, zero rows after the last detection.
     """
 
-    def __init__(self, max_instances, min_confidence, nms_threshold, bbox_std_dev, **kwargs):
+    def __init__(self, max_instances, min_confidence, nms_threshold, bbox_std_dev, every_class=False, **kwargs):
         kwargs.setdefault("dtype", "float32")  # box math stays float32 under mixed precision
         super().__init__(**kwargs)
         self.max_instances = int(max_instances)
         self.min_confidence = float(min_confidence)
         self.nms_threshold = float(nms_threshold)
         self.bbox_std_dev = [float(v) for v in np.ravel(bbox_std_dev)]
+        self.every_class = bool(every_class)
+
+    def _candidates(self, rois, mrcnn_class, mrcnn_bbox):
+        """``(rois, class_ids, scores, deltas)`` of the candidates, ``[batch, candidates, ...]``."""
+        if not self.every_class:
+            class_ids = mops.first_argmax(mrcnn_class)
+            scores = ops.max(mrcnn_class, axis=-1)
+            index = ops.repeat(ops.reshape(class_ids, (-1, class_ids.shape[1], 1, 1)), 4, axis=-1)
+            return rois, class_ids, scores, ops.take_along_axis(mrcnn_bbox, index, axis=2)[:, :, 0]
+        count, classes = mrcnn_class.shape[1], mrcnn_class.shape[2]
+        pairs = count * (classes - 1)  # (ROI, class) pairs, ROI-major
+        scores = ops.reshape(mrcnn_class[:, :, 1:], (-1, pairs))
+        deltas = ops.reshape(mrcnn_bbox[:, :, 1:], (-1, pairs, 4))
+        rois = ops.reshape(ops.repeat(rois[:, :, None, :], classes - 1, axis=2), (-1, pairs, 4))
+        class_ids = ops.zeros_like(scores, dtype="int32") + ops.tile(ops.arange(1, classes, dtype="int32"), count)
+        if classes > 2:  # as many candidates as ROIs: the best-scored pairs
+            scores, ix = ops.top_k(scores, count)
+            rois, class_ids, deltas = (mops.gather_rows(t, ix) for t in (rois, class_ids, deltas))
+        return rois, class_ids, scores, deltas
 
     def call(self, rois, mrcnn_class, mrcnn_bbox, image_meta):
-        class_ids = mops.first_argmax(mrcnn_class)
-        scores = ops.max(mrcnn_class, axis=-1)
-        index = ops.repeat(ops.reshape(class_ids, (-1, class_ids.shape[1], 1, 1)), 4, axis=-1)
-        deltas = ops.take_along_axis(mrcnn_bbox, index, axis=2)[:, :, 0]
+        rois, class_ids, scores, deltas = self._candidates(rois, mrcnn_class, mrcnn_bbox)
         deltas = deltas * ops.convert_to_tensor(self.bbox_std_dev, dtype=deltas.dtype)
         boxes = mops.apply_box_deltas(rois, deltas)
         meta = mops.parse_image_meta(image_meta)
@@ -62,4 +82,4 @@ class DetectionLayer(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "max_instances": self.max_instances,
                 "min_confidence": self.min_confidence, "nms_threshold": self.nms_threshold,
-                "bbox_std_dev": self.bbox_std_dev}
+                "bbox_std_dev": self.bbox_std_dev, "every_class": self.every_class}

@@ -131,6 +131,7 @@ class TilesConfig(NucleusConfig):
     Training from scratch needs what torchvision's Mask R-CNN does without a pretrained backbone: batch norm
     trained, the ground-truth boxes among the ROIs the heads sample (the RPN proposes nothing useful at first)
     and a warm-up of the learning rate. The tiles are used at their size (nuclei of about 24 pixels).
+    Detections are selected as torchvision does (DETECTION_EVERY_CLASS).
     """
 
     NAME = "nucleus_tiles"
@@ -150,6 +151,7 @@ class TilesConfig(NucleusConfig):
     RPN_NMS_THRESHOLD = 0.7
     MAX_GT_INSTANCES = 50
     DETECTION_MAX_INSTANCES = 100
+    DETECTION_EVERY_CLASS = True  # torchvision's rule: the lower-scored detections AP counts
 
 
 class TilesInferenceConfig(TilesConfig):
