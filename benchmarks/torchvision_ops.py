@@ -3,9 +3,10 @@
 PyPI's torchvision wheel for Linux is built against CUDA torch; beside the CPU torch this project's backends
 install (``torch==2.13.0+cpu``), its ``_C`` extension does not load (it links ``libtorch_cuda.so``) and
 ``import torchvision`` fails registering fake kernels for ops that do not exist. :func:`import_torchvision`
-then imports it without those registrations and gives it Python ops: :func:`roi_align` and :func:`nms` below (greedy, the same rule as the
-compiled kernel: a box is dropped when its IoU with a higher-scored kept box exceeds the threshold). Results
-are the kernels'; times are not (NMS runs as Python), so a benchmark using the fallback says so.
+then imports it without those registrations and gives it Python ops, :func:`roi_align` and :func:`nms` below:
+the compiled CPU kernels' rules (roi_align equals a loop transcribing the kernel to 1e-15; nms is greedy, a box
+dropped when its IoU with a higher-scored kept box exceeds the threshold, equal to Matterport's NumPy NMS).
+Results are the kernels'; times are not, so a benchmark using the fallback says so.
 """
 
 from __future__ import annotations

@@ -233,7 +233,8 @@ def _build_inference_model(config):
         train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
     detections = DetectionLayer(config.DETECTION_MAX_INSTANCES, config.DETECTION_MIN_CONFIDENCE,
                                 config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
-                                every_class=config.DETECTION_EVERY_CLASS, name="mrcnn_detection")(rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta)
+                                every_class=config.DETECTION_EVERY_CLASS, name="mrcnn_detection")(
+        rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta)
     detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
     slots = config.DETECTION_MAX_INSTANCES
     # without XLA the mask head runs on the detections there are (they come first), not every slot
