@@ -159,7 +159,7 @@ class TilesInferenceConfig(TilesConfig):
     IMAGES_PER_GPU = 1
 
 
-TILES_EPOCHS = 12  # the default's length: 600 steps of 2 tiles
+TILES_EPOCHS = 10  # the default's length: 500 steps of 2 tiles
 
 
 # ---------------------------------------------------------------------------------------------- dataset
@@ -286,14 +286,20 @@ def train(model, dataset_dir, subset, stages=None, verbose=1):
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
-def side_by_side(image, gt_masks, result, min_score=0.5):
-    """One picture: the ground truth (left) beside the detections scoring at least ``min_score`` (right)."""
-    boxes = utils.extract_bboxes(gt_masks)
-    left = draw_instances(image, boxes, gt_masks, np.ones(len(boxes), int), ["BG", "nucleus"])
+def side_by_side(image, gt_masks, result, min_score=0.5, side=384):
+    """One picture: the ground truth (left) beside the detections scoring at least ``min_score`` (right), small
+    images enlarged (whole pixels) to about ``side`` pixels so the outlines and scores can be read."""
+    factor = max(1, side // max(image.shape[:2]))
+
+    def enlarge(array):
+        return np.repeat(np.repeat(array, factor, axis=0), factor, axis=1)
+
+    boxes = utils.extract_bboxes(gt_masks) * factor
+    left = draw_instances(enlarge(image), boxes, enlarge(gt_masks), np.ones(len(boxes), int), ["BG", "nucleus"])
     keep = result["scores"] >= min_score
-    right = draw_instances(image, result["rois"][keep], result["masks"][:, :, keep], result["class_ids"][keep],
-                           ["BG", "nucleus"], result["scores"][keep])
-    gap = np.full((image.shape[0], 4, 3), 255, np.uint8)
+    right = draw_instances(enlarge(image), result["rois"][keep] * factor, enlarge(result["masks"][:, :, keep]),
+                           result["class_ids"][keep], ["BG", "nucleus"], result["scores"][keep])
+    gap = np.full((left.shape[0], 4, 3), 255, np.uint8)
     return np.concatenate([left, gap, right], axis=1)
 
 

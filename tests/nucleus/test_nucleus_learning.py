@@ -10,7 +10,10 @@ from samples.nucleus import nucleus, tiles
 from tests.conftest import tiny_backbone
 
 STEPS = 300
-MIN_MASK_AP50 = 0.0  # measured below; see the assertion
+# Measured: mask AP 0.411, AP50 0.766, 397 detections for 40 nuclei, 111 s on 2 busy CPU cores
+# (python -m pytest -s tests/nucleus/test_nucleus_learning.py); the floors leave room for run-to-run spread.
+MIN_MASK_AP50 = 0.55
+MIN_MASK_AP = 0.2
 
 
 class TinyTilesConfig(nucleus.TilesConfig):
@@ -38,4 +41,4 @@ def test_mask_rcnn_learns_real_nuclei_from_scratch(tmp_path):
     summary = nucleus.evaluate(inference, nucleus.load_subset(root, "val"), progress=False)
     print(f"held-out after {STEPS} steps: mask AP {summary['segm']['AP']:.3f} AP50 {summary['segm']['AP50']:.3f}, "
           f"{summary['detections']} detections for {summary['instances']} nuclei")
-    assert summary["segm"]["AP50"] >= MIN_MASK_AP50
+    assert summary["segm"]["AP50"] >= MIN_MASK_AP50 and summary["segm"]["AP"] >= MIN_MASK_AP

@@ -154,7 +154,7 @@ def test_evaluate_scores_with_pycocotools_and_draws_pictures(tiles_root, tmp_pat
     pictures = sorted(p.name for p in (tmp_path / "eval").glob("*.png"))
     assert pictures == sorted(f"{tile}.png" for tile in tiles.VAL_TILE_IDS)
     with Image.open(tmp_path / "eval" / pictures[0]) as picture:
-        assert picture.size == (128 * 2 + 4, 128)  # ground truth | detections
+        assert picture.size == (384 * 2 + 4, 384)  # ground truth | detections, enlarged 3x
     assert (tmp_path / "eval" / "evaluation.json").is_file()
     missing_one = nucleus.evaluate(_Oracle(val, drop=1), val, progress=False)
     assert missing_one["segm"]["AP"] < 1.0 and missing_one["detections"] == 36
