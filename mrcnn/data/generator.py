@@ -215,19 +215,26 @@ def _one_thread_in_worker_processes():
         _BOUNDED_PID = pid
 
 
-class _SharedArray:
-    """An array on its way from a worker process to the parent through a file in shared memory: pickled
-    (keras.utils.PyDataset's pool pickles what a worker returns), it is only the file's name; unpickled in the
-    parent, it is the array again and the file is gone. A 1024x1024 batch is 14 MB; through the pool's pipe it
-    is copied four times and the parent's share of that work runs on the GIL beside the training loop."""
-
-    __slots__ = ("path", "shape", "dtype")
-
-    def __init__(self, path, shape, dtype):
-        self.path, self.shape, self.dtype = path, shape, dtype
+class SharedMemoryArray(np.ndarray):
+    """An array that, pickled, travels through a file in shared memory (``/dev/shm``): keras.utils.PyDataset's
+    pool pickles what a worker process returns, and a batch at 1024x1024 is 14 MB. Pickling writes the array to
+    the file and sends only its name. Unpickling in the training process maps the file (no copy) and removes its
+    name. Unpickled, it is a plain ndarray. Until pickled it is an ndarray like any other, so a batch that never
+    leaves its process costs nothing. When /dev/shm has no room (a container's 64 MB default), it pickles as a
+    plain ndarray through the pipe."""
 
     def __reduce__(self):
-        return _read_shared, (self.path, self.shape, self.dtype)
+        path = os.path.join(_SHARED_MEMORY, f"mrcnn-batch-{_PARENT_PID}-{os.getpid()}-{next(_SHARED_NAMES)}")
+        try:
+            np.ascontiguousarray(self).tofile(path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            return np.asarray(self).__reduce__()
+        return _read_shared, (path, self.shape, self.dtype.str)
+
+    def __reduce_ex__(self, protocol):
+        return self.__reduce__()
 
 
 def _read_shared(path, shape, dtype):
@@ -241,31 +248,20 @@ def _read_shared(path, shape, dtype):
     return np.frombuffer(mapped, dtype=dtype).reshape(shape)
 
 
-def _shared_path():
-    return os.path.join(_SHARED_MEMORY, f"mrcnn-batch-{_PARENT_PID}-{os.getpid()}-{next(_SHARED_NAMES)}")
-
-
 _SHARED_NAMES = itertools.count()
 
 
 def from_worker(batch):
-    """``batch`` (nested tuples and lists of arrays) as a worker process returns it: arrays of 1 MiB or more
-    travel through shared memory (``/dev/shm``) when there is room, the rest as they are. In the parent
-    process, ``batch`` itself."""
+    """``batch`` (nested tuples and lists of arrays) as a worker process returns it: arrays of 1 MiB or more as
+    :class:`SharedMemoryArray` views, which pickle through shared memory. In the process that imported this
+    module, and where there is no ``/dev/shm``, ``batch`` itself."""
     if os.getpid() == _PARENT_PID or not os.path.isdir(_SHARED_MEMORY):
         return batch
     if isinstance(batch, (tuple, list)):
         return type(batch)(from_worker(item) for item in batch)
     if not isinstance(batch, np.ndarray) or batch.nbytes < max(_SHARED_MIN_BYTES, 1) or batch.dtype.hasobject:
         return batch
-    path = _shared_path()
-    try:
-        np.ascontiguousarray(batch).tofile(path)
-    except OSError:  # /dev/shm full (a container's 64 MB default): the pipe still works
-        if os.path.exists(path):
-            os.unlink(path)
-        return batch
-    return _SharedArray(path, batch.shape, batch.dtype.str)
+    return batch.view(SharedMemoryArray)
 
 
 def _remove_unread_batches():

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 from mrcnn.data import generator as generator_module
-from mrcnn.data.generator import from_worker
+from mrcnn.data.generator import SharedMemoryArray, from_worker
 
 
 def _through_worker(batch):
@@ -48,6 +48,22 @@ def test_large_arrays_cross_through_shared_memory_and_are_removed(monkeypatch):
     assert got[0, 0] == -1.0 and large[0, 0] == 0.0
     assert len(read) == 2 and all(path.startswith("/dev/shm/mrcnn-batch-") for path in read)  # not `small`
     assert _shared_files() == before  # each file removed once read
+
+
+def test_a_shared_memory_array_is_an_array_until_pickled():
+    """A process forked from the one that imported mrcnn (a user's multiprocessing.Process) may train itself: the
+    arrays it marks for shared memory must still work as arrays there."""
+    import pickle
+
+    values = np.arange(12, dtype=np.float32).reshape(3, 4)
+    marked = values.view(SharedMemoryArray)
+    np.testing.assert_array_equal(marked + 1, values + 1)
+    np.testing.assert_array_equal(np.asarray(marked), values)
+    before = _shared_files()
+    back = pickle.loads(pickle.dumps(marked, protocol=pickle.HIGHEST_PROTOCOL))
+    assert type(back) is np.ndarray and back.dtype == np.float32
+    np.testing.assert_array_equal(back, values)
+    assert _shared_files() == before
 
 
 _WORKER_SCRIPT = """
