@@ -148,6 +148,7 @@ class TilesConfig(NucleusConfig):
     # checkpoint's held-out mask AP went from 0.307 to 0.446; here from 10 batches after each epoch.
     PRECISE_BN_BATCHES = 10
     TRAIN_ADD_GT_PROPOSALS = True
+    CHECKPOINTS_TO_KEEP = 2  # of 10 epochs' (each holds the weights and the momentum)
     LEARNING_RATE = 0.01
     LEARNING_RATE_WARMUP_STEPS = 100
     POST_NMS_ROIS_TRAINING = 500
