@@ -130,8 +130,9 @@ class TilesConfig(NucleusConfig):
 
     Training from scratch needs what torchvision's Mask R-CNN does without a pretrained backbone: batch norm
     trained (its statistics recomputed after each epoch: precise BN), the ground-truth boxes among the ROIs the
-    heads sample (the RPN proposes nothing useful at first) and a warm-up of the learning rate. The tiles are used at their size (nuclei of about 24 pixels).
-    Detections are selected as torchvision does (DETECTION_EVERY_CLASS).
+    heads sample (the RPN proposes nothing useful at first) and a warm-up of the learning rate. The tiles are
+    used at their size (nuclei of about 24 pixels). Detections are selected as torchvision does
+    (DETECTION_EVERY_CLASS).
     """
 
     NAME = "nucleus_tiles"
@@ -450,7 +451,8 @@ def main(argv=None):
             args.weights = model.find_last()
         model = modellib.MaskRCNN("inference", inference_config, args.logs)
         path = initial_weights(model, args.weights or "last")
-        subset = args.subset or "val"
+        # after train, --subset named what it trained on: the evaluation is of the held-out images
+        subset = "val" if args.command == "train" else args.subset or "val"
         if args.command == "detect":
             detect(model, dataset_dir, subset)
             return 0
