@@ -70,27 +70,21 @@ def run_mrcnn(seed, steps, threads):
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     from mrcnn import model as modellib
+    from mrcnn.costs import StepTimer
     from samples.nucleus import nucleus
 
     config = _config(steps)
     train_set, val_set = _dataset("train"), _dataset("val")
-    times = []
-
-    class Timer(__import__("keras").callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            times.append(time.perf_counter() - self.start)
-
+    timer = StepTimer(skip=1)
     with tempfile.TemporaryDirectory() as logs:
         model = modellib.MaskRCNN("training", config, logs, seed=seed)
         model.train(train_set, val_set, learning_rate=config.LEARNING_RATE,
                     epochs=max(1, steps // config.STEPS_PER_EPOCH), layers="all",
-                    augmentation=nucleus.augmentation(), custom_callbacks=[Timer()], verbose=0)
+                    augmentation=nucleus.augmentation(), custom_callbacks=[timer], verbose=0)
         inference = modellib.MaskRCNN("inference", nucleus.TilesInferenceConfig(), logs)
         inference.load_weights(model.find_last())
         summary = nucleus.evaluate(inference, val_set, progress=False)
+    times = timer.times
     return summary, times
 
 
