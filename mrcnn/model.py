@@ -193,8 +193,8 @@ class MaskRCNN:
         """Train until epoch ``epochs`` (counted over all calls, as Matterport's ``initial_epoch``); see
         mrcnn.trainer.train for checkpoints, logs, resuming and the stop on a non-finite loss.
         ``val_dataset=None`` (or ``Config.VALIDATION_STEPS = 0``) trains without validation. ``workers`` load
-        the batches, on threads, or in processes with ``use_multiprocessing=True`` (see
-        mrcnn.trainer.data_workers)."""
+        the batches: by default in processes where there are more than 2 cores, on threads otherwise;
+        ``use_multiprocessing`` chooses (see mrcnn.trainer.data_workers)."""
         if self.mode != "training":
             raise ValueError("Create model in training mode.")
         return trainer.train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
